@@ -1,0 +1,242 @@
+"""The caller, API tokens, tenants, roles and members. Thin: parse, call one service or selector, render."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.viewsets import GenericViewSet
+
+from aihub.access import selectors, services
+from aihub.access.api import serializers as s
+from aihub.access.models import ApiToken, Membership, Role, Tenant
+from aihub.access.oidc import ExternalIdentityClaims
+from aihub.access.permissions import IsAuthenticatedWithScope, IsStaff
+from aihub.access.principal import credential_scopes, credential_tenant_id
+from aihub.api.base import ApiMixin, ApiView, TenantScopedViewSet, caller
+
+TENANT_PARAMETER = OpenApiParameter(
+    "tenant",
+    str,
+    OpenApiParameter.PATH,
+    description="The tenant's slug, or `active` for your default tenant.",
+)
+
+
+def _credential(request: Request) -> dict[str, Any]:
+    auth = request.auth
+    if isinstance(auth, ApiToken):
+        method = "api_token"
+    elif isinstance(auth, ExternalIdentityClaims):
+        method = "oidc"
+    elif auth is None:
+        method = "session"
+    else:
+        method = "oauth2"
+    scopes = credential_scopes(auth)
+    tenant_id = credential_tenant_id(auth)
+    return {
+        "method": method,
+        "scopes": sorted(scopes) if scopes is not None else None,
+        "token_tenant": Tenant.objects.get(pk=tenant_id).slug if tenant_id else None,
+    }
+
+
+class MeView(ApiView):
+    @extend_schema(responses=s.MeSerializer, summary="The caller: user, tenants with roles, effective rules")
+    def get(self, request: Request) -> Response:
+        user = caller(request)
+        memberships = selectors.membership_list_for_user(user=user)
+        restricted_to = credential_tenant_id(request.auth)
+        if restricted_to is not None:
+            memberships = memberships.filter(tenant_id=restricted_to)
+        body = {
+            "user": user,
+            "is_staff": user.is_staff,
+            "credential": _credential(request),
+            "tenants": memberships,
+        }
+        return Response(s.MeSerializer(body).data)
+
+
+class ApiTokenViewSet(
+    ApiMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, GenericViewSet
+):
+    """The caller's API tokens. DELETE revokes (the record stays, for the audit trail)."""
+
+    serializer_class = s.ApiTokenSerializer
+    lookup_value_converter = "uuid"
+
+    model = ApiToken
+
+    def visible_queryset(self) -> Any:
+        return selectors.api_token_list(user=caller(self.request))
+
+    @extend_schema(request=s.ApiTokenCreateSerializer, responses={201: s.ApiTokenCreatedSerializer})
+    def create(self, request: Request) -> Response:
+        data = s.ApiTokenCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        tenant_slug = data.validated_data.get("tenant")
+        tenant = None
+        if tenant_slug:
+            tenant = selectors.tenant_list(user=caller(request)).filter(slug=tenant_slug).first()
+            if tenant is None:
+                raise Http404(f"No tenant {tenant_slug!r}.")
+        self._check_may_mint(request, tenant)
+        token, secret = services.api_token_create(
+            user=caller(request),
+            name=data.validated_data["name"],
+            tenant=tenant,
+            expires_at=data.validated_data.get("expires_at"),
+            actor=caller(request),
+        )
+        body = s.ApiTokenCreatedSerializer(token, context={"secret": secret}).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @staticmethod
+    def _check_may_mint(request: Request, tenant: Tenant | None) -> None:
+        # A credential may not mint one that reaches further than itself.
+        if credential_scopes(request.auth) is not None:
+            raise PermissionDenied("API tokens cannot be created with an OAuth2 access token.")
+        restricted_to = credential_tenant_id(request.auth)
+        if restricted_to is not None and (tenant is None or tenant.pk != restricted_to):
+            raise PermissionDenied("A tenant-restricted token may only create tokens for its own tenant.")
+
+    @extend_schema(responses={204: None}, summary="Revoke an API token")
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        services.api_token_revoke(token=self.get_object(), actor=caller(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TenantsViewSet(ApiMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSet):
+    """Tenants the caller belongs to. Staff create tenants (and become their first admin)."""
+
+    serializer_class = s.TenantSerializer
+    lookup_field = "slug"
+
+    def get_permissions(self) -> Any:
+        if self.action == "create":
+            return [IsAuthenticatedWithScope(), IsStaff()]
+        return super().get_permissions()
+
+    model = Tenant
+
+    def visible_queryset(self) -> Any:
+        queryset = selectors.tenant_list(user=caller(self.request))
+        restricted_to = credential_tenant_id(self.request.auth)
+        return queryset.filter(pk=restricted_to) if restricted_to is not None else queryset
+
+    @extend_schema(request=s.TenantCreateSerializer, responses={201: s.TenantSerializer})
+    def create(self, request: Request) -> Response:
+        data = s.TenantCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        tenant = services.tenant_create(**data.validated_data, owner=caller(request), actor=caller(request))
+        return Response(s.TenantSerializer(tenant).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(parameters=[TENANT_PARAMETER])
+class RoleViewSet(TenantScopedViewSet):
+    """Roles of the tenant and their permission rules. Reading needs aihub.user.roles, changing aihub.admin.roles."""
+
+    serializer_class = s.RoleSerializer
+
+    model = Role
+
+    def visible_queryset(self) -> Any:
+        return selectors.role_list(principal=self.principal)
+
+    def list(self, request: Request, tenant: str) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(s.RoleSerializer(page, many=True).data)
+
+    def retrieve(self, request: Request, tenant: str, pk: str) -> Response:
+        return Response(s.RoleSerializer(self.get_object()).data)
+
+    @extend_schema(request=s.RoleCreateSerializer, responses={201: s.RoleSerializer})
+    def create(self, request: Request, tenant: str) -> Response:
+        self.principal.require("admin", "roles")
+        data = s.RoleCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        role = services.role_create(
+            tenant=self.principal.tenant, **data.validated_data, granted_by=self.principal, actor=caller(request)
+        )
+        return Response(s.RoleSerializer(role).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.RoleUpdateSerializer, responses=s.RoleSerializer)
+    def partial_update(self, request: Request, tenant: str, pk: str) -> Response:
+        role = self.get_object()
+        self.principal.require("admin", "roles")
+        data = s.RoleUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        role = services.role_update(role=role, **data.validated_data, granted_by=self.principal, actor=caller(request))
+        return Response(s.RoleSerializer(role).data)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request: Request, tenant: str, pk: str) -> Response:
+        role = self.get_object()
+        self.principal.require("admin", "roles")
+        services.role_delete(role=role, granted_by=self.principal, actor=caller(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(parameters=[TENANT_PARAMETER])
+class MemberViewSet(TenantScopedViewSet):
+    """Who belongs to the tenant, with which roles. Reading needs aihub.user.members, changing aihub.admin.members."""
+
+    serializer_class = s.MembershipSerializer
+
+    model = Membership
+
+    def visible_queryset(self) -> Any:
+        return selectors.membership_list(principal=self.principal)
+
+    def list(self, request: Request, tenant: str) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(s.MembershipSerializer(page, many=True).data)
+
+    def retrieve(self, request: Request, tenant: str, pk: str) -> Response:
+        return Response(s.MembershipSerializer(self.get_object()).data)
+
+    @extend_schema(request=s.MembershipCreateSerializer, responses={201: s.MembershipSerializer})
+    def create(self, request: Request, tenant: str) -> Response:
+        self.principal.require("admin", "members")
+        data = s.MembershipCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = get_user_model().objects.filter(username=data.validated_data["username"], is_active=True).first()
+        if user is None:
+            raise ValidationError({"username": "No active user has this username."})
+        membership = services.membership_create(
+            tenant=self.principal.tenant,
+            user=user,
+            role_names=data.validated_data["roles"],
+            granted_by=self.principal,
+            actor=caller(request),
+        )
+        return Response(s.MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.MembershipUpdateSerializer, responses=s.MembershipSerializer)
+    def partial_update(self, request: Request, tenant: str, pk: str) -> Response:
+        membership = self.get_object()
+        self.principal.require("admin", "members")
+        data = s.MembershipUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = services.membership_set_roles(
+            membership=membership,
+            role_names=data.validated_data["roles"],
+            granted_by=self.principal,
+            actor=caller(request),
+        )
+        return Response(s.MembershipSerializer(membership).data)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request: Request, tenant: str, pk: str) -> Response:
+        membership = self.get_object()
+        self.principal.require("admin", "members")
+        services.membership_delete(membership=membership, granted_by=self.principal, actor=caller(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,95 @@
+"""DRF authentication classes, tried in order: API token, external OIDC JWT, OAuth2 access token, session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oauth2_provider.contrib.rest_framework import OAuth2Authentication as _DotOAuth2Authentication
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+
+from aihub.access import services
+from aihub.access.models import ApiToken
+from aihub.access.oidc import ExternalIdentityClaims, InvalidExternalToken, looks_like_jwt, token_validators
+
+BEARER_CHALLENGE = 'Bearer realm="aihub"'
+
+
+def bearer_token(request: Request) -> str | None:
+    header = authentication.get_authorization_header(request).decode("latin-1")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+class ApiTokenAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request: Request) -> tuple[Any, ApiToken] | None:
+        raw = bearer_token(request)
+        if raw is None or not raw.startswith(ApiToken.PREFIX):
+            return None
+        token = services.api_token_authenticate(raw=raw)
+        if token is None:
+            services.audit_record(action="auth.failed", details={"method": "api_token", "prefix": raw[:16]})
+            raise exceptions.AuthenticationFailed("The API token is invalid, expired or revoked.")
+        return token.user, token
+
+    def authenticate_header(self, request: Request) -> str:
+        return BEARER_CHALLENGE
+
+
+class ExternalJwtAuthentication(authentication.BaseAuthentication):
+    """Bearer JWTs from the configured OpenID Connect issuers and plug-in validators."""
+
+    def authenticate(self, request: Request) -> tuple[Any, ExternalIdentityClaims] | None:
+        raw = bearer_token(request)
+        if raw is None or not looks_like_jwt(raw):
+            return None
+        for validator in token_validators():
+            try:
+                identity = validator.validate(raw)
+            except InvalidExternalToken as exc:
+                services.audit_record(action="auth.failed", details={"method": "oidc", "reason": str(exc)[:200]})
+                raise exceptions.AuthenticationFailed(f"The bearer JWT was rejected: {exc}") from exc
+            if identity is not None:
+                user = services.external_identity_sync(
+                    issuer=identity.issuer,
+                    subject=identity.subject,
+                    username=identity.username,
+                    email=identity.email,
+                    tenant_roles=identity.tenant_roles,
+                )
+                if not user.is_active:
+                    raise exceptions.AuthenticationFailed("This user is disabled.")
+                return user, identity
+        return None
+
+    def authenticate_header(self, request: Request) -> str:
+        return BEARER_CHALLENGE
+
+
+class OAuth2Authentication(_DotOAuth2Authentication):
+    """django-oauth-toolkit's, acting as the application's owner for client-credentials tokens."""
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        raw = bearer_token(request)
+        if raw is None or raw.startswith(ApiToken.PREFIX):
+            return None
+        result = super().authenticate(request)
+        if result is None:
+            services.audit_record(action="auth.failed", details={"method": "oauth2"})
+            raise exceptions.AuthenticationFailed("The OAuth2 access token is invalid or expired.")
+        user, token = result
+        if user is None and token.application is not None:
+            # Client credentials: the service acts as the user who owns the application.
+            user = token.application.user
+        if user is None or not user.is_active:
+            raise exceptions.AuthenticationFailed("The OAuth2 application has no active owner.")
+        return user, token
+
+    def authenticate_header(self, request: Request) -> str:
+        return BEARER_CHALLENGE
+
+
+class SessionAuthentication(authentication.SessionAuthentication):
+    """Django's session for same-origin pages; DRF enforces CSRF on unsafe methods."""

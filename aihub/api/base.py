@@ -1,0 +1,66 @@
+"""Base classes of every API view: address throttling before authentication, tenant resolution."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
+from django.db.models import Model, QuerySet
+from rest_framework.exceptions import NotAuthenticated
+from rest_framework.request import Request
+from rest_framework.views import APIView
+from rest_framework.viewsets import GenericViewSet
+
+from aihub.access.principal import Principal, principal_for
+from aihub.api.throttling import IpRateThrottle
+
+
+def caller(request: Request) -> User:
+    """The authenticated user (the default permission class has already refused anonymous callers)."""
+    user = request.user
+    if not isinstance(user, AbstractBaseUser):
+        raise NotAuthenticated()
+    return user
+
+
+class ApiMixin:
+    # Generic views name their model, so the schema generator (which has no caller) gets an empty queryset.
+    model: type[Model] | None = None
+
+    def get_queryset(self) -> QuerySet[Any]:
+        if getattr(self, "swagger_fake_view", False) and self.model is not None:
+            return self.model._default_manager.none()
+        return self.visible_queryset()
+
+    def visible_queryset(self) -> QuerySet[Any]:
+        raise NotImplementedError
+
+    def perform_authentication(self, request: Request) -> None:
+        # Before authentication, so that failed credentials are rate limited by address as well.
+        throttle = IpRateThrottle()
+        if not throttle.allow_request(request, self):
+            self.throttled(request, throttle.wait())  # type: ignore[attr-defined]
+        super().perform_authentication(request)  # type: ignore[misc]
+
+
+class TenantMixin:
+    """Views under ``/api/v1/{tenant}/``: ``self.principal`` is the caller in that tenant."""
+
+    principal: Principal
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        self.principal = principal_for(user=caller(request), tenant_ref=kwargs["tenant"], auth=request.auth)
+
+
+class ApiView(ApiMixin, APIView):
+    pass
+
+
+class TenantApiView(TenantMixin, ApiMixin, APIView):
+    pass
+
+
+class TenantScopedViewSet(TenantMixin, ApiMixin, GenericViewSet):
+    lookup_value_converter = "uuid"

@@ -1,0 +1,22 @@
+"""Everything under /api/v1/: the platform routes, then each app's tenant-scoped routes."""
+
+from __future__ import annotations
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from aihub.access.api.urls import tenant_urlpatterns as access_tenant_urls
+from aihub.access.api.urls import urlpatterns as access_urls
+from aihub.api import health
+
+tenant_urlpatterns = [*access_tenant_urls]
+
+urlpatterns = [
+    path("health", health.LivenessView.as_view(), name="health"),
+    path("health/ready", health.ReadinessView.as_view(), name="health-ready"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    *access_urls,
+    path("<slug:tenant>/", include(tenant_urlpatterns)),
+]

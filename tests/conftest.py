@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from aihub.access.models import ApiToken, Membership
+from tests.factories import ApiTokenFactory, MembershipFactory, TenantFactory, UserFactory
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+def _reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, url: str) -> str:
+    """Return ``url`` when the service answers; otherwise skip, or fail when CI is set."""
+    if _reachable(url):
+        return url
+    message = f"{name} is not reachable at {url}"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (CI is set, so this fails instead of skipping)")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A Redis for tests that need one, whichever configuration the suite runs in."""
+    return require_service("Redis", os.environ.get("REDIS_URL") or os.environ.get("TEST_REDIS_URL", DEFAULT_REDIS_URL))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    # Throttle counters live in the cache; every test starts with none.
+    cache.clear()
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def membership(db: None) -> Membership:
+    """A user who is a plain member of a tenant."""
+    return MembershipFactory(roles=["member"])  # type: ignore[return-value]
+
+
+@pytest.fixture
+def admin_membership(db: None) -> Membership:
+    return MembershipFactory(roles=["admin"])  # type: ignore[return-value]
+
+
+@pytest.fixture
+def token_for() -> Callable[..., ApiToken]:
+    def make(membership: Membership, **kwargs: object) -> ApiToken:
+        return ApiTokenFactory(user=membership.user, **kwargs)  # type: ignore[return-value]
+
+    return make
+
+
+@pytest.fixture
+def client_as(api_client: APIClient, token_for: Callable[..., ApiToken]) -> Callable[..., APIClient]:
+    """``client_as(membership)``: an API client carrying a fresh API token of that member."""
+
+    def make(membership: Membership, **token_kwargs: object) -> APIClient:
+        token = token_for(membership, **token_kwargs)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.raw}")  # type: ignore[attr-defined]
+        return client
+
+    return make
+
+
+__all__ = ["TenantFactory", "UserFactory", "require_service"]
