@@ -30,7 +30,7 @@ migrate: install
 	$(BIN)/python manage.py migrate --noinput
 
 seed: migrate
-	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py seed_demo --url http://$(HOST):$(PORT)
 
 run: seed
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0

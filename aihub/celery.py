@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from typing import Any
 
 from celery import Celery
+from django.core.signals import setting_changed
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aihub.settings")
 
@@ -16,8 +18,13 @@ app.autodiscover_tasks()
 
 logger = logging.getLogger(__name__)
 
+# The in-memory transport polls; its default of one second would add that much latency to every job.
+EMBEDDED_POLLING_INTERVAL_SECONDS = 0.1
+
 _embedded_worker_lock = threading.Lock()
 _embedded_worker: threading.Thread | None = None
+_embedded_controller: Any = None
+_transport_options_before: dict[str, Any] | None = None
 
 
 def start_embedded_worker() -> threading.Thread | None:
@@ -27,7 +34,7 @@ def start_embedded_worker() -> threading.Thread | None:
     configuration runs the worker here instead of in a `celery worker` process. Returns the thread, or None
     when settings say separate workers do the work.
     """
-    global _embedded_worker
+    global _embedded_worker, _transport_options_before
     from django.conf import settings
 
     if not settings.CELERY_EMBEDDED_WORKER:
@@ -35,8 +42,33 @@ def start_embedded_worker() -> threading.Thread | None:
     with _embedded_worker_lock:
         if _embedded_worker is not None and _embedded_worker.is_alive():
             return _embedded_worker
-        worker = app.WorkController(
-            concurrency=settings.CELERY_EMBEDDED_CONCURRENCY,
+        if str(app.conf.broker_url or "").startswith("memory://"):
+            _transport_options_before = dict(app.conf.broker_transport_options or {})
+            app.conf.broker_transport_options = {
+                "polling_interval": EMBEDDED_POLLING_INTERVAL_SECONDS,
+                **_transport_options_before,
+            }
+        built = threading.Event()
+        _embedded_worker = threading.Thread(
+            target=_run_worker,
+            args=(settings.CELERY_EMBEDDED_CONCURRENCY, built),
+            name="aihub-embedded-worker",
+            daemon=True,
+        )
+        _embedded_worker.start()
+        # Wait until the controller exists, so that stop_embedded_worker() right after this has one to stop.
+        built.wait(timeout=10)
+        logger.info("embedded Celery worker started (concurrency %s)", settings.CELERY_EMBEDDED_CONCURRENCY)
+        return _embedded_worker
+
+
+def _run_worker(concurrency: int, built: threading.Event) -> None:
+    global _embedded_controller
+    # Built on the worker's own thread: Celery's Django fixup closes the database connections of the thread
+    # that builds a worker, and those of the caller (a server starting up, a test) are not its to close.
+    try:
+        _embedded_controller = app.WorkController(
+            concurrency=concurrency,
             pool="threads",
             hostname=f"embedded@{os.getpid()}",
             without_heartbeat=True,
@@ -44,10 +76,30 @@ def start_embedded_worker() -> threading.Thread | None:
             without_gossip=True,
             loglevel="WARNING",
         )
-        _embedded_worker = threading.Thread(target=worker.start, name="aihub-embedded-worker", daemon=True)
-        _embedded_worker.start()
-        logger.info("embedded Celery worker started (concurrency %s)", settings.CELERY_EMBEDDED_CONCURRENCY)
-        return _embedded_worker
+    finally:
+        built.set()
+    _embedded_controller.start()
+
+
+def stop_embedded_worker(timeout: float = 10.0) -> None:
+    """Stop the embedded worker (warm: running tasks finish) and wait for its thread; a no-op without one."""
+    global _embedded_worker, _embedded_controller, _transport_options_before
+    with _embedded_worker_lock:
+        thread, controller = _embedded_worker, _embedded_controller
+        if thread is None:
+            return
+        if controller is not None:
+            controller.stop(in_sighandler=False)
+        # The consumer notices only when its current poll of the broker returns (up to two seconds).
+        thread.join(timeout)
+        if thread.is_alive():
+            logger.warning("embedded Celery worker did not stop within %s seconds", timeout)
+            return
+        _embedded_worker = None
+        _embedded_controller = None
+        if _transport_options_before is not None:
+            app.conf.broker_transport_options = _transport_options_before
+            _transport_options_before = None
 
 
 def embedded_worker_alive() -> bool:
@@ -57,3 +109,21 @@ def embedded_worker_alive() -> bool:
 def embedded_worker_started() -> bool:
     """Whether this process started the embedded worker (servers do; tests and commands usually don't)."""
     return _embedded_worker is not None
+
+
+def _forget_broker_pools(*, setting: str, **kwargs: Any) -> None:
+    """Drop pooled broker connections when a ``CELERY_BROKER_*`` setting changes at runtime (override_settings).
+
+    ``app.conf`` reads Django's settings live, but the connection and producer pools were built for the old
+    broker and would keep talking to it. This is what Celery itself does after a fork: forget the pools; the
+    next use builds them from the current configuration.
+    """
+    if not setting.startswith("CELERY_BROKER_"):
+        return
+    app._pool = None  # type: ignore[attr-defined]
+    amqp = app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
+
+
+setting_changed.connect(_forget_broker_pools)

@@ -16,8 +16,20 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-# FileAwareEnv reads NAME_FILE when NAME is not set.
-env = environ.FileAwareEnv()
+
+class _SecretFileMapping(environ.FileAwareMapping):
+    """Reads ``NAME_FILE`` before ``NAME``, without the trailing newline editors and `echo` leave in files."""
+
+    def __getitem__(self, key: str) -> str:
+        value = super().__getitem__(key)
+        return value.rstrip("\r\n") if self.env.get(key + "_FILE") else value
+
+
+class _Env(environ.FileAwareEnv):
+    ENVIRON = _SecretFileMapping()
+
+
+env = _Env()
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from oauth2_provider.contrib.rest_framework import OAuth2Authentication as _DotOAuth2Authentication
@@ -11,6 +12,8 @@ from rest_framework.request import Request
 from aihub.access import services
 from aihub.access.models import ApiToken
 from aihub.access.oidc import ExternalIdentityClaims, InvalidExternalToken, looks_like_jwt, token_validators
+
+logger = logging.getLogger(__name__)
 
 BEARER_CHALLENGE = 'Bearer realm="aihub"'
 
@@ -30,7 +33,10 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             return None
         token = services.api_token_authenticate(raw=raw)
         if token is None:
-            services.audit_record(action="auth.failed", details={"method": "api_token", "prefix": raw[:16]})
+            # Only the public id: any other part of what was sent may be (a typo of) someone's secret.
+            public_id = services.api_token_public_id(raw)
+            prefix = f"{ApiToken.PREFIX}{public_id}_…" if public_id else f"{ApiToken.PREFIX}…"
+            services.audit_record(action="auth.failed", details={"method": "api_token", "prefix": prefix})
             raise exceptions.AuthenticationFailed("The API token is invalid, expired or revoked.")
         return token.user, token
 
@@ -51,6 +57,11 @@ class ExternalJwtAuthentication(authentication.BaseAuthentication):
             except InvalidExternalToken as exc:
                 services.audit_record(action="auth.failed", details={"method": "oidc", "reason": str(exc)[:200]})
                 raise exceptions.AuthenticationFailed(f"The bearer JWT was rejected: {exc}") from exc
+            except Exception as exc:
+                # A broken plug-in must not turn into a 500 for every caller holding a JWT.
+                logger.exception("token validator %s failed", type(validator).__name__)
+                services.audit_record(action="auth.failed", details={"method": "oidc", "reason": "validator error"})
+                raise exceptions.AuthenticationFailed("The bearer JWT could not be validated.") from exc
             if identity is not None:
                 user = services.external_identity_sync(
                     issuer=identity.issuer,

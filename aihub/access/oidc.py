@@ -90,16 +90,21 @@ class OidcIssuerValidator:
         self._lock = threading.Lock()
         self._jwks_client: jwt.PyJWKClient | None = None
         self._fetched_at = 0.0
+        self._failed_until = 0.0
 
     def _jwks(self) -> jwt.PyJWKClient:
         with self._lock:
             if self._jwks_client is None or time.monotonic() - self._fetched_at > aihub_settings.OIDC_CACHE_SECONDS:
+                # After a failure, refuse at once for a while instead of making every request wait on the issuer.
+                if time.monotonic() < self._failed_until:
+                    raise InvalidExternalToken("The issuer's discovery document is unavailable (retrying shortly).")
                 timeout = aihub_settings.OIDC_HTTP_TIMEOUT_SECONDS
                 try:
                     response = requests.get(check_issuer_url(self.discovery_url), timeout=timeout)
                     response.raise_for_status()
                     document = response.json()
                 except (requests.RequestException, ValueError) as exc:
+                    self._failed_until = time.monotonic() + aihub_settings.OIDC_FAILURE_BACKOFF_SECONDS
                     raise InvalidExternalToken(f"The issuer's discovery document is unavailable: {exc}") from exc
                 if str(document.get("issuer", "")).rstrip("/") != self.issuer:
                     raise InvalidExternalToken("The discovery document names a different issuer.")

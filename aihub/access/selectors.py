@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, QuerySet
 
 from aihub.access.models import ApiToken, AuditEvent, Membership, Role, Tenant
@@ -12,6 +13,10 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
     from aihub.access.principal import Principal
+
+
+def active_user_by_username(*, username: str) -> User | None:
+    return get_user_model().objects.filter(username=username, is_active=True).first()
 
 
 def tenant_list(*, user: User) -> QuerySet[Tenant]:

@@ -50,8 +50,10 @@ def check_channel_layer() -> None:
 
 
 def check_broker() -> None:
-    with celery_app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, timeout=aihub_settings.READINESS_TIMEOUT_SECONDS)
+    timeout = aihub_settings.READINESS_TIMEOUT_SECONDS
+    # One retry without the default two-second pause: a probe must answer within its own timeout.
+    with celery_app.connection_for_write(connect_timeout=timeout) as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
 
 
 def check_embedded_worker() -> None:

@@ -10,13 +10,14 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
-from aihub.api.problems import PROBLEM_CONTENT_TYPE, problem_response
+from aihub.api.problems import PROBLEM_CONTENT_TYPE, problem_response, record_transaction_depth
 from aihub.conf import aihub_settings
 from aihub.context import client_ip_var, request_id_var
 
 logger = logging.getLogger(__name__)
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding", "content-language"})
 
 
 def _under_problem_prefix(path: str) -> bool:
@@ -31,7 +32,7 @@ class RequestIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get("X-Request-ID", "")
-        request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if _VALID_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
         request.request_id = request_id  # type: ignore[attr-defined]
         id_token = request_id_var.set(request_id)
         ip_token = client_ip_var.set(request.META.get("REMOTE_ADDR") or None)
@@ -51,6 +52,7 @@ class ProblemDetailsMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        record_transaction_depth(request)
         response = self.get_response(request)
         if (
             response.status_code >= 400
@@ -58,9 +60,12 @@ class ProblemDetailsMiddleware:
             and not response.get("Content-Type", "").startswith(("application/json", PROBLEM_CONTENT_TYPE))
         ):
             replacement = problem_response(request, status=response.status_code, detail=_detail_for(response))
-            for header in ("Allow", "WWW-Authenticate", "Retry-After"):
-                if header in response:
-                    replacement[header] = response[header]
+            # Everything but the body's own headers stays: Allow, WWW-Authenticate, Retry-After, and the CORS
+            # headers without which a browser could not read the problem at all.
+            for header, value in response.items():
+                if header.lower() not in _BODY_HEADERS:
+                    replacement[header] = value
+            replacement.cookies = response.cookies
             return replacement
         return response
 

@@ -7,15 +7,16 @@ A problem is ``{"type", "title", "status", "detail", "instance", "correlation_id
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import connections
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
-from rest_framework.views import set_rollback
 
 from aihub.context import request_id_var
 
@@ -119,6 +120,35 @@ def _as_api_exception(exc: Exception) -> exceptions.APIException | None:
     return None
 
 
+def record_transaction_depth(request: HttpRequest) -> None:
+    """Note how deep in atomic blocks each database is as the request starts (see ``set_rollback``)."""
+    request._aihub_atomic_depth = {  # type: ignore[attr-defined]
+        db.alias: len(db.atomic_blocks) for db in connections.all(initialized_only=True)
+    }
+
+
+def set_rollback(request: Any) -> None:
+    """Mark for rollback every atomic block the request opened and is still inside.
+
+    The exception handler turns an exception into a response, so an atomic block around the view (on
+    ``dispatch``, or ATOMIC_REQUESTS) would otherwise see a normal return and commit a half-done write.
+    DRF's own ``set_rollback`` only acts under ATOMIC_REQUESTS; this also covers ``transaction.atomic`` on
+    the view, and leaves alone the blocks that were open before the request (a test's transaction).
+    """
+    depth_at_start: dict[str, int] | None = getattr(request, "_aihub_atomic_depth", None)
+    for db in connections.all(initialized_only=True):
+        if depth_at_start is None:
+            opened_here = db.settings_dict["ATOMIC_REQUESTS"] and db.in_atomic_block
+        else:
+            opened_here = len(db.atomic_blocks) > depth_at_start.get(db.alias, 0)
+        if opened_here:
+            db.set_rollback(True)
+
+
+def _retry_after(wait: float | None) -> int:
+    return max(1, math.ceil(wait or 1))
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's EXCEPTION_HANDLER: every error becomes a problem; unknown exceptions a 500 without internals."""
     request = context.get("request")
@@ -126,7 +156,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     api_exc = _as_api_exception(exc)
     if api_exc is None:
         logger.exception("unhandled error in API view", exc_info=exc)
-        set_rollback()
+        set_rollback(request)
         body = problem(status=500, detail="An unexpected error occurred; quote the correlation id.", instance=instance)
         return Response(body, status=500, content_type=PROBLEM_CONTENT_TYPE)
 
@@ -134,7 +164,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if getattr(api_exc, "auth_header", None):
         headers["WWW-Authenticate"] = api_exc.auth_header  # type: ignore[attr-defined]
     if getattr(api_exc, "wait", None):
-        headers["Retry-After"] = str(int(api_exc.wait))  # type: ignore[attr-defined]
+        headers["Retry-After"] = str(_retry_after(api_exc.wait))  # type: ignore[attr-defined]
 
     extra: dict[str, Any] = {}
     if isinstance(api_exc, exceptions.ValidationError):
@@ -151,7 +181,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     else:
         detail = api_exc.detail if isinstance(api_exc.detail, str) else str(api_exc.detail)
         if isinstance(api_exc, exceptions.Throttled):
-            detail = f"Too many requests; retry in {int(api_exc.wait or 1)} seconds."  # type: ignore[attr-defined]
+            detail = f"Too many requests; retry in {_retry_after(api_exc.wait)} seconds."  # type: ignore[attr-defined]
         body = problem(status=api_exc.status_code, detail=str(detail), instance=instance)
-    set_rollback()
+    set_rollback(request)
     return Response(body, status=api_exc.status_code, headers=headers, content_type=PROBLEM_CONTENT_TYPE)

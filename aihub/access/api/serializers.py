@@ -40,6 +40,7 @@ class UserSummarySerializer(serializers.Serializer):
 
 
 class MyTenantSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="tenant.id")
     slug = serializers.CharField(source="tenant.slug")
     name = serializers.CharField(source="tenant.name")
     is_default = serializers.BooleanField()

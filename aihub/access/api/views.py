@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -40,11 +39,12 @@ def _credential(request: Request) -> dict[str, Any]:
     else:
         method = "oauth2"
     scopes = credential_scopes(auth)
-    tenant_id = credential_tenant_id(auth)
+    # The authentication class loaded the token with its tenant.
+    token_tenant = auth.tenant if isinstance(auth, ApiToken) else None
     return {
         "method": method,
         "scopes": sorted(scopes) if scopes is not None else None,
-        "token_tenant": Tenant.objects.get(pk=tenant_id).slug if tenant_id else None,
+        "token_tenant": token_tenant.slug if token_tenant is not None else None,
     }
 
 
@@ -134,6 +134,9 @@ class TenantsViewSet(ApiMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
     @extend_schema(request=s.TenantCreateSerializer, responses={201: s.TenantSerializer})
     def create(self, request: Request) -> Response:
+        # The new tenant would lie outside what the credential may reach, so it may not make one either.
+        if credential_tenant_id(request.auth) is not None:
+            raise PermissionDenied("A tenant-restricted token cannot create tenants.")
         data = s.TenantCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         tenant = services.tenant_create(**data.validated_data, owner=caller(request), actor=caller(request))
@@ -142,7 +145,11 @@ class TenantsViewSet(ApiMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
 @extend_schema(parameters=[TENANT_PARAMETER])
 class RoleViewSet(TenantScopedViewSet):
-    """Roles of the tenant and their permission rules. Reading needs aihub.user.roles, changing aihub.admin.roles."""
+    """Roles of the tenant and their permission rules. Reading needs aihub.user.roles, changing aihub.admin.roles.
+
+    Writes check the admin rule before looking the row up or reading the body, so a caller who may only look
+    learns nothing from a write (not even whether an id exists) beyond a 403.
+    """
 
     serializer_class = s.RoleSerializer
 
@@ -170,8 +177,8 @@ class RoleViewSet(TenantScopedViewSet):
 
     @extend_schema(request=s.RoleUpdateSerializer, responses=s.RoleSerializer)
     def partial_update(self, request: Request, tenant: str, pk: str) -> Response:
-        role = self.get_object()
         self.principal.require("admin", "roles")
+        role = self.get_object()
         data = s.RoleUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         role = services.role_update(role=role, **data.validated_data, granted_by=self.principal, actor=caller(request))
@@ -179,15 +186,17 @@ class RoleViewSet(TenantScopedViewSet):
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, tenant: str, pk: str) -> Response:
-        role = self.get_object()
         self.principal.require("admin", "roles")
-        services.role_delete(role=role, granted_by=self.principal, actor=caller(request))
+        services.role_delete(role=self.get_object(), granted_by=self.principal, actor=caller(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 @extend_schema(parameters=[TENANT_PARAMETER])
 class MemberViewSet(TenantScopedViewSet):
-    """Who belongs to the tenant, with which roles. Reading needs aihub.user.members, changing aihub.admin.members."""
+    """Who belongs to the tenant, with which roles. Reading needs aihub.user.members, changing aihub.admin.members.
+
+    Writes check the admin rule first, as for roles.
+    """
 
     serializer_class = s.MembershipSerializer
 
@@ -195,6 +204,10 @@ class MemberViewSet(TenantScopedViewSet):
 
     def visible_queryset(self) -> Any:
         return selectors.membership_list(principal=self.principal)
+
+    def _render(self, membership: Membership) -> Any:
+        # Read back through the selector: the response shows what the database now holds, never a stale cache.
+        return s.MembershipSerializer(self.get_queryset().get(pk=membership.pk)).data
 
     def list(self, request: Request, tenant: str) -> Response:
         page = self.paginate_queryset(self.get_queryset())
@@ -208,7 +221,7 @@ class MemberViewSet(TenantScopedViewSet):
         self.principal.require("admin", "members")
         data = s.MembershipCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = get_user_model().objects.filter(username=data.validated_data["username"], is_active=True).first()
+        user = selectors.active_user_by_username(username=data.validated_data["username"])
         if user is None:
             raise ValidationError({"username": "No active user has this username."})
         membership = services.membership_create(
@@ -218,12 +231,12 @@ class MemberViewSet(TenantScopedViewSet):
             granted_by=self.principal,
             actor=caller(request),
         )
-        return Response(s.MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
+        return Response(self._render(membership), status=status.HTTP_201_CREATED)
 
     @extend_schema(request=s.MembershipUpdateSerializer, responses=s.MembershipSerializer)
     def partial_update(self, request: Request, tenant: str, pk: str) -> Response:
-        membership = self.get_object()
         self.principal.require("admin", "members")
+        membership = self.get_object()
         data = s.MembershipUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         membership = services.membership_set_roles(
@@ -232,11 +245,10 @@ class MemberViewSet(TenantScopedViewSet):
             granted_by=self.principal,
             actor=caller(request),
         )
-        return Response(s.MembershipSerializer(membership).data)
+        return Response(self._render(membership))
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, tenant: str, pk: str) -> Response:
-        membership = self.get_object()
         self.principal.require("admin", "members")
-        services.membership_delete(membership=membership, granted_by=self.principal, actor=caller(request))
+        services.membership_delete(membership=self.get_object(), granted_by=self.principal, actor=caller(request))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,103 @@
+"""The OpenAPI document generates cleanly and tells clients about credentials, errors and list envelopes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from django.core.management import call_command
+from rest_framework.test import APIClient
+
+pytestmark = pytest.mark.django_db
+
+TENANT_PREFIX = "/api/v1/{tenant}/"
+METHODS = {"get", "post", "put", "patch", "delete"}
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture(scope="module")
+def schema(tmp_path_factory: pytest.TempPathFactory, django_db_blocker: Any) -> dict[str, Any]:
+    """The schema exactly as ``manage.py spectacular --validate --fail-on-warn`` writes it."""
+    path = tmp_path_factory.mktemp("openapi") / "schema.yaml"
+    with django_db_blocker.unblock():
+        call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(path))
+    return dict(yaml.safe_load(Path(path).read_text()))
+
+
+def _operations(schema: dict[str, Any], prefix: str = "") -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (path, method, operation)
+        for path, item in schema["paths"].items()
+        if path.startswith(prefix)
+        for method, operation in item.items()
+        if method in METHODS
+    ]
+
+
+def test_the_schema_generates_and_validates_without_warnings(schema: dict[str, Any]) -> None:
+    assert schema["openapi"].startswith("3.")
+    assert schema["paths"]
+
+
+def test_the_schema_documents_every_kind_of_credential(schema: dict[str, Any]) -> None:
+    schemes = schema["components"]["securitySchemes"]
+
+    assert schemes.keys() >= {"apiToken", "oauth2", "ssoJwt", "session"}
+    assert schemes["apiToken"]["scheme"] == "bearer"
+    assert schemes["oauth2"]["flows"].keys() == {"authorizationCode", "clientCredentials"}
+
+
+def test_every_tenant_operation_documents_401_403_and_404_as_problems(schema: dict[str, Any]) -> None:
+    operations = _operations(schema, TENANT_PREFIX)
+    assert operations
+
+    for path, method, operation in operations:
+        for status in ("401", "403", "404"):
+            response = operation["responses"].get(status)
+            assert response is not None, f"{method.upper()} {path} does not document {status}"
+            assert PROBLEM in response["content"], f"{method.upper()} {path} {status} is not a problem"
+
+
+def test_every_operation_that_takes_a_body_documents_400_as_a_problem(schema: dict[str, Any]) -> None:
+    for path, method, operation in _operations(schema):
+        if "requestBody" in operation:
+            assert PROBLEM in operation["responses"]["400"]["content"], f"{method.upper()} {path}"
+
+
+def test_problem_details_are_a_documented_component(schema: dict[str, Any]) -> None:
+    problem = schema["components"]["schemas"]["Problem"]
+
+    assert {"type", "title", "status", "detail", "instance", "correlation_id"} <= problem["properties"].keys()
+
+
+def _resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        node = schema["components"]["schemas"][node["$ref"].rsplit("/", 1)[-1]]
+    return node
+
+
+def test_list_responses_use_the_envelope(schema: dict[str, Any]) -> None:
+    roles = schema["paths"][f"{TENANT_PREFIX}roles/"]["get"]
+    body = _resolve(schema, roles["responses"]["200"]["content"]["application/json"]["schema"])
+
+    assert set(body["required"]) == {"items", "total", "limit", "offset"}
+    assert body["properties"]["items"]["type"] == "array"
+    assert {parameter["name"] for parameter in roles["parameters"]} >= {"limit", "offset"}
+
+
+def test_the_schema_is_served_as_json(api_client: APIClient) -> None:
+    response = api_client.get("/api/v1/schema/", {"format": "json"})
+
+    assert response.status_code == 200
+    assert response.json()["info"]["title"] == "aihub API"
+
+
+@pytest.mark.parametrize("page", ["/api/v1/docs/", "/api/v1/redoc/"])
+def test_the_documentation_pages_render(api_client: APIClient, page: str) -> None:
+    response = api_client.get(page)
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")
+    assert b"/api/v1/schema/" in response.content
