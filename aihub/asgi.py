@@ -15,7 +15,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from aihub.celery import start_embedded_worker  # noqa: E402
+from aihub.celery import start_embedded_beat, start_embedded_worker  # noqa: E402
 from aihub.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -26,3 +26,4 @@ application = ProtocolTypeRouter(
 )
 
 start_embedded_worker()
+start_embedded_beat()

@@ -127,3 +127,24 @@ def _forget_broker_pools(*, setting: str, **kwargs: Any) -> None:
 
 
 setting_changed.connect(_forget_broker_pools)
+
+
+_embedded_beat: Any = None
+
+
+def start_embedded_beat() -> Any:
+    """Run Celery beat on a thread of this process (the janitor's schedule) when the embedded worker is used.
+
+    A thread, not beat's default child process: the in-memory broker does not cross processes.
+    """
+    global _embedded_beat
+    from celery.beat import EmbeddedService
+    from django.conf import settings
+
+    if not settings.CELERY_EMBEDDED_WORKER:
+        return None
+    with _embedded_worker_lock:
+        if _embedded_beat is None:
+            _embedded_beat = EmbeddedService(app, thread=True, schedule_filename=settings.CELERY_BEAT_SCHEDULE_FILENAME)
+            _embedded_beat.start()
+        return _embedded_beat

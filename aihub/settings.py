@@ -67,6 +67,9 @@ INSTALLED_APPS = [
     "channels",
     "aihub.access",
     "aihub.api",
+    "threads",
+    "agents",
+    "jobs",
 ]
 
 MIDDLEWARE = [
@@ -160,6 +163,22 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 5
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE = {
+    # Retries or fails jobs whose worker vanished, expires overdue jobs, re-sends lost task messages.
+    "jobs-janitor": {"task": "jobs.janitor", "schedule": env.float("JOBS_JANITOR_INTERVAL_SECONDS", default=30.0)},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# --- Jobs ------------------------------------------------------------------------------------------------
+
+JOBS_MAX_ATTEMPTS = env.int("JOBS_MAX_ATTEMPTS", default=2)
+JOBS_HEARTBEAT_SECONDS = env.float("JOBS_HEARTBEAT_SECONDS", default=2.0)
+JOBS_STALE_AFTER_SECONDS = env.int("JOBS_STALE_AFTER_SECONDS", default=60)
+JOBS_RESEND_QUEUED_AFTER_SECONDS = env.int("JOBS_RESEND_QUEUED_AFTER_SECONDS", default=120)
+JOBS_CHUNK_BATCH_SIZE = env.int("JOBS_CHUNK_BATCH_SIZE", default=16)
+JOBS_CHUNK_BATCH_SECONDS = env.float("JOBS_CHUNK_BATCH_SECONDS", default=0.1)
+JOBS_SOFT_TIME_LIMIT_SECONDS = env.int("JOBS_SOFT_TIME_LIMIT_SECONDS", default=600)
+JOBS_TIME_LIMIT_SECONDS = env.int("JOBS_TIME_LIMIT_SECONDS", default=660)
 
 # --- Auth ------------------------------------------------------------------------------------------------
 

@@ -1,0 +1,185 @@
+"""Tools: Python functions with typed arguments, their JSON schemas, and the registry agents draw from.
+
+A tool's first parameter is the :class:`ToolContext`; the others become its JSON-schema arguments, validated
+by pydantic before the call. Built-ins are safe on a server: no file system, no network, no shell.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, get_type_hints
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+
+@dataclass
+class ToolContext:
+    """What a running tool may see: its thread's state, the request's context object, who is asking."""
+
+    tenant_id: Any
+    thread_id: Any = None
+    job_id: Any = None
+    agent_id: Any = None
+    user_id: Any = None
+    # The request's `context`: visible to tools, never sent to the model.
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+class ToolError(Exception):
+    """The tool ran and failed; the message goes back to the model (and the caller), not a stack trace."""
+
+
+class ToolArgumentsInvalid(Exception):
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("The tool's arguments are invalid.")
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    function: Callable[..., Any]
+    arguments_model: type[BaseModel]
+    requires_approval: bool = False
+
+    @property
+    def parameters_schema(self) -> dict[str, Any]:
+        schema = self.arguments_model.model_json_schema()
+        schema.pop("title", None)
+        return schema
+
+    def openai_schema(self) -> dict[str, Any]:
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters_schema},
+        }
+
+    def call(self, context: ToolContext, arguments: dict[str, Any]) -> Any:
+        try:
+            validated = self.arguments_model.model_validate(arguments)
+        except ValidationError as exc:
+            raise ToolArgumentsInvalid(
+                [
+                    {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "code": e["type"]}
+                    for e in exc.errors()
+                ]
+            ) from exc
+        return self.function(context, **validated.model_dump())
+
+
+TOOLS: dict[str, Tool] = {}
+
+
+def tool(
+    name: str | None = None, *, requires_approval: bool = False
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a function as a tool; its docstring is the description the model reads."""
+
+    def register(function: Callable[..., Any]) -> Callable[..., Any]:
+        hints = get_type_hints(function)
+        parameters = list(inspect.signature(function).parameters.values())[1:]  # the first is the context
+        fields: dict[str, Any] = {
+            p.name: (hints[p.name], ... if p.default is inspect.Parameter.empty else p.default) for p in parameters
+        }
+        tool_name = name or function.__name__
+        arguments_model = create_model(f"{tool_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
+        TOOLS[tool_name] = Tool(
+            name=tool_name,
+            description=inspect.cleandoc(function.__doc__ or tool_name),
+            function=function,
+            arguments_model=arguments_model,
+            requires_approval=requires_approval,
+        )
+        return function
+
+    return register
+
+
+def get_tool(name: str) -> Tool | None:
+    return TOOLS.get(name)
+
+
+# --- Built-ins -------------------------------------------------------------------------------------------
+
+
+@tool()
+def current_time(context: ToolContext, timezone: str = "UTC") -> str:
+    """The current date and time in ISO 8601, in the given IANA time zone (default UTC)."""
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ToolError(f"Unknown time zone {timezone!r}.") from exc
+    return datetime.now(UTC).astimezone(zone).isoformat(timespec="seconds")
+
+
+_OPERATORS: dict[type, Callable[..., Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
+}
+
+
+def _evaluate(node: ast.AST) -> float:
+    if isinstance(node, ast.Expression):
+        return _evaluate(node.body)
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
+        return node.value
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+        left, right = _evaluate(node.left), _evaluate(node.right)
+        if isinstance(node.op, ast.Pow) and abs(right) > 100:
+            raise ToolError("Exponents above 100 are not allowed.")
+        return float(_OPERATORS[type(node.op)](left, right))
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
+        return float(_OPERATORS[type(node.op)](_evaluate(node.operand)))
+    raise ToolError("Only numbers and + - * / // % ** and parentheses are allowed.")
+
+
+@tool()
+def calculator(context: ToolContext, expression: str) -> str:
+    """Evaluate an arithmetic expression, e.g. "2 * (3 + 4)"."""
+    if len(expression) > 200:
+        raise ToolError("The expression is too long.")
+    try:
+        value = _evaluate(ast.parse(expression.replace("^", "**"), mode="eval"))
+    except SyntaxError as exc:
+        raise ToolError(f"Not an arithmetic expression: {expression!r}.") from exc
+    except ZeroDivisionError as exc:
+        raise ToolError("Division by zero.") from exc
+    except OverflowError as exc:
+        raise ToolError("The result is too large.") from exc
+    return str(int(value)) if value == int(value) else repr(value)
+
+
+@tool()
+def get_state(context: ToolContext, key: str | None = None) -> Any:
+    """Read the thread's state: one key, or all of it."""
+    from threads.models import Thread
+
+    state = Thread.objects.filter(pk=context.thread_id).values_list("state", flat=True).first() or {}
+    return state if key is None else state.get(key)
+
+
+@tool()
+def set_state(context: ToolContext, key: str, value: Any) -> str:
+    """Set one key of the thread's state (merged into what is there)."""
+    from threads import services as thread_services
+    from threads.models import Thread
+
+    thread = Thread.objects.get(pk=context.thread_id)
+    thread_services.thread_state_update(
+        thread=thread, state={key: value}, mode="merge", job_id=context.job_id, agent_id=context.agent_id
+    )
+    return "ok"

@@ -1,0 +1,93 @@
+"""The event contract: types, the wire shape, and publishing to the channel layer after commit."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from threads.models import Event
+
+logger = logging.getLogger(__name__)
+
+
+class EventType(StrEnum):
+    MESSAGE_CREATED = "message.created"
+    JOB_QUEUED = "job.queued"
+    JOB_STARTED = "job.started"
+    JOB_REQUIRES_ACTION = "job.requires_action"
+    JOB_SUCCEEDED = "job.succeeded"
+    JOB_FAILED = "job.failed"
+    JOB_CANCELLED = "job.cancelled"
+    JOB_EXPIRED = "job.expired"
+    LLM_STARTED = "llm.started"
+    LLM_CHUNK = "llm.chunk"
+    LLM_COMPLETED = "llm.completed"
+    THOUGHT = "thought"
+    TOOL_STARTED = "tool.started"
+    TOOL_COMPLETED = "tool.completed"
+    RETRIEVAL_COMPLETED = "retrieval.completed"
+    HANDOFF = "handoff"
+    STATE_UPDATED = "state.updated"
+    THREAD_UPDATED = "thread.updated"
+    ARTIFACT_UPDATED = "artifact.updated"
+    MEMORY_RETRIEVED = "memory.retrieved"
+    MEMORY_STORED = "memory.stored"
+
+
+JOB_FINAL_EVENTS = frozenset(
+    {EventType.JOB_SUCCEEDED, EventType.JOB_FAILED, EventType.JOB_CANCELLED, EventType.JOB_EXPIRED}
+)
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event before it has its sequence number."""
+
+    type: EventType | str
+    data: dict[str, Any] = field(default_factory=dict)
+    job_id: uuid.UUID | None = None
+    agent_id: uuid.UUID | None = None
+
+
+def thread_group(thread_id: uuid.UUID | str) -> str:
+    """The channel-layer group of one thread (the one place group names are made)."""
+    return f"thread.{uuid.UUID(str(thread_id)).hex}"
+
+
+def tenant_group(tenant_id: uuid.UUID | str) -> str:
+    return f"tenant.{uuid.UUID(str(tenant_id)).hex}"
+
+
+def event_payload(event: Event) -> dict[str, Any]:
+    """An event as clients see it, on every stream and in the REST event log."""
+    return {
+        "id": event.sequence,
+        "type": event.type,
+        "thread": str(event.thread_id),
+        "job": str(event.job_id) if event.job_id else None,
+        "agent": str(event.agent_id) if event.agent_id else None,
+        "created_at": event.created_at.isoformat().replace("+00:00", "Z"),
+        "data": event.data,
+    }
+
+
+def publish(*, thread_id: uuid.UUID, tenant_id: uuid.UUID, payloads: list[dict[str, Any]]) -> None:
+    """Send committed events to the thread's and the tenant's groups.
+
+    Best effort by design: the database is the truth, and a subscriber that sees a gap reads it from there.
+    """
+    layer = get_channel_layer()
+    if layer is None or not payloads:
+        return
+    message = {"type": "thread.events", "events": payloads}
+    try:
+        async_to_sync(layer.group_send)(thread_group(thread_id), message)
+        async_to_sync(layer.group_send)(tenant_group(tenant_id), message)
+    except Exception:  # a broken channel layer must not fail the write that already committed
+        logger.warning("could not publish %d event(s) of thread %s", len(payloads), thread_id, exc_info=True)

@@ -1,0 +1,113 @@
+"""Threads, their members, messages and the event log.
+
+Agents and jobs live on higher floors (DESIGN.md), so they are referenced here by id, not by foreign key.
+Writes go through threads.services; reads through threads.selectors.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from aihub.access.models import Tenant
+
+
+class Thread(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="threads")
+    title = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    state = models.JSONField(default=dict, blank=True)
+    # The last sequence number handed out to this thread's events; see services.events_append.
+    last_sequence = models.BigIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant", "-created_at"])]
+
+    def __str__(self) -> str:
+        return self.title or str(self.id)
+
+
+class ThreadMember(models.Model):
+    """A user or an agent taking part in a thread."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="members")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="thread_memberships"
+    )
+    agent_id = models.UUIDField(null=True, blank=True)
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["added_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False, agent_id__isnull=True)
+                | models.Q(user__isnull=True, agent_id__isnull=False),
+                name="thread_member_is_user_or_agent",
+            ),
+            models.UniqueConstraint(fields=["thread", "user"], name="thread_member_unique_user"),
+            models.UniqueConstraint(fields=["thread", "agent_id"], name="thread_member_unique_agent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id or self.agent_id} in {self.thread_id}"
+
+
+class MessageRole(models.TextChoices):
+    USER = "user"
+    ASSISTANT = "assistant"
+    SYSTEM = "system"
+    TOOL = "tool"
+
+
+class Message(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=16, choices=MessageRole.choices)
+    # A list of content blocks (threads.content): text, image, file, tool_call, tool_result, citation.
+    content = models.JSONField(default=list)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    agent_id = models.UUIDField(null=True, blank=True)
+    job_id = models.UUIDField(null=True, blank=True, db_index=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["thread", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.role} message {self.id}"
+
+
+class Event(models.Model):
+    """One entry of a thread's event log; ``sequence`` is gap-free and unique per thread."""
+
+    id = models.BigAutoField(primary_key=True)
+    thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="events")
+    sequence = models.BigIntegerField()
+    type = models.CharField(max_length=64)
+    job_id = models.UUIDField(null=True, blank=True)
+    agent_id = models.UUIDField(null=True, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["thread", "sequence"]
+        constraints = [models.UniqueConstraint(fields=["thread", "sequence"], name="event_unique_sequence")]
+        indexes = [models.Index(fields=["job_id", "sequence"])]
+
+    def __str__(self) -> str:
+        return f"{self.thread_id}#{self.sequence} {self.type}"

@@ -1,0 +1,166 @@
+"""Every write to threads, members, messages, state and the event log."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from aihub.access.models import Tenant
+from threads.content import validate_content
+from threads.events import EventType, NewEvent, event_payload, publish
+from threads.models import Event, Message, MessageRole, Thread, ThreadMember
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+
+def _reserve_sequences(thread_id: uuid.UUID, count: int) -> int:
+    """Reserve ``count`` consecutive sequence numbers of a thread and return the first.
+
+    One ``UPDATE ... RETURNING`` on the thread's own row: it locks that row (not the table) until the
+    transaction ends, so events of one thread are numbered in commit order and a rollback returns the numbers
+    with everything else — the log has no gaps. Other threads are not held up.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Thread._meta.db_table} SET last_sequence = last_sequence + %s WHERE id = %s "  # noqa: S608
+            "RETURNING last_sequence",
+            [count, thread_id.hex if connection.vendor == "sqlite" else thread_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise Thread.DoesNotExist(f"No thread {thread_id}.")
+    return int(row[0]) - count + 1
+
+
+@transaction.atomic
+def events_append(*, thread: Thread, events: Sequence[NewEvent]) -> list[Event]:
+    """Append events to the thread's log, numbered in order; they are published once the transaction commits."""
+    if not events:
+        return []
+    first = _reserve_sequences(thread.pk, len(events))
+    now = timezone.now()
+    created = Event.objects.bulk_create(
+        Event(
+            thread_id=thread.pk,
+            sequence=first + offset,
+            type=str(new.type),
+            job_id=new.job_id,
+            agent_id=new.agent_id,
+            data=new.data,
+            created_at=now,
+        )
+        for offset, new in enumerate(events)
+    )
+    payloads = [event_payload(event) for event in created]
+    transaction.on_commit(lambda: publish(thread_id=thread.pk, tenant_id=thread.tenant_id, payloads=payloads))
+    return created
+
+
+@transaction.atomic
+def thread_create(
+    *,
+    tenant: Tenant,
+    created_by: User | None,
+    title: str = "",
+    metadata: dict[str, Any] | None = None,
+    agent_ids: Iterable[uuid.UUID] = (),
+) -> Thread:
+    thread = Thread.objects.create(tenant=tenant, created_by=created_by, title=title, metadata=metadata or {})
+    if created_by is not None:
+        ThreadMember.objects.create(thread=thread, user=created_by)
+    for agent_id in dict.fromkeys(agent_ids):
+        ThreadMember.objects.create(thread=thread, agent_id=agent_id)
+    return thread
+
+
+@transaction.atomic
+def thread_update(*, thread: Thread, title: str | None = None, metadata: dict[str, Any] | None = None) -> Thread:
+    changes: dict[str, Any] = {}
+    if title is not None:
+        thread.title = changes["title"] = title
+    if metadata is not None:
+        thread.metadata = changes["metadata"] = metadata
+    if changes:
+        thread.save(update_fields=[*changes, "updated_at"])
+        events_append(thread=thread, events=[NewEvent(EventType.THREAD_UPDATED, changes)])
+    return thread
+
+
+@transaction.atomic
+def thread_member_add(*, thread: Thread, user: User | None = None, agent_id: uuid.UUID | None = None) -> ThreadMember:
+    member, _ = ThreadMember.objects.get_or_create(thread=thread, user=user, agent_id=agent_id)
+    return member
+
+
+@transaction.atomic
+def thread_delete(*, thread: Thread) -> None:
+    thread.delete()
+
+
+@transaction.atomic
+def message_create(
+    *,
+    thread: Thread,
+    role: MessageRole | str,
+    content: Any,
+    author: User | None = None,
+    agent_id: uuid.UUID | None = None,
+    job_id: uuid.UUID | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Message:
+    """Store a message and append ``message.created`` (carrying the whole message) to the log."""
+    message = Message.objects.create(
+        thread=thread,
+        role=str(role),
+        content=validate_content(content),
+        author=author,
+        agent_id=agent_id,
+        job_id=job_id,
+        metadata=metadata or {},
+    )
+    events_append(
+        thread=thread,
+        events=[NewEvent(EventType.MESSAGE_CREATED, message_data(message), job_id=job_id, agent_id=agent_id)],
+    )
+    return message
+
+
+def message_data(message: Message) -> dict[str, Any]:
+    return {
+        "id": str(message.id),
+        "role": message.role,
+        "content": message.content,
+        "author": message.author_id,
+        "agent": str(message.agent_id) if message.agent_id else None,
+        "job": str(message.job_id) if message.job_id else None,
+        "created_at": message.created_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+@transaction.atomic
+def thread_state_update(
+    *,
+    thread: Thread,
+    state: dict[str, Any],
+    mode: Literal["merge", "replace"] = "merge",
+    job_id: uuid.UUID | None = None,
+    agent_id: uuid.UUID | None = None,
+) -> Thread:
+    """Merge into or replace the thread's state, recorded as ``state.updated`` with the new state."""
+    # The row lock makes concurrent merges see each other's keys instead of overwriting them.
+    locked = Thread.objects.select_for_update().get(pk=thread.pk)
+    locked.state = {**locked.state, **state} if mode == "merge" else dict(state)
+    locked.save(update_fields=["state", "updated_at"])
+    events_append(
+        thread=locked,
+        events=[
+            NewEvent(EventType.STATE_UPDATED, {"mode": mode, "state": locked.state}, job_id=job_id, agent_id=agent_id)
+        ],
+    )
+    thread.state = locked.state
+    return thread
