@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from pydantic import Field
@@ -14,6 +15,9 @@ from threads.content import text_of
 class EchoConfig(AgentConfig):
     prefix: str = Field(default="", max_length=200, description="Put before the echoed text.")
     chunk_words: int = Field(default=1, ge=1, le=100, description="Words per llm.chunk event.")
+    chunk_delay_seconds: float = Field(
+        default=0, ge=0, le=10, description="Pause before each chunk, to watch streaming (and test cancelling)."
+    )
 
 
 @register
@@ -29,6 +33,8 @@ class EchoAgent(AgentClass):
         words = text.split(" ")
         yield Emit("llm.started", {"model": "echo"})
         for start in range(0, len(words), config.chunk_words):
+            if config.chunk_delay_seconds:
+                time.sleep(config.chunk_delay_seconds)
             if self.run.should_stop():
                 return
             chunk = " ".join(words[start : start + config.chunk_words])
