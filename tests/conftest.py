@@ -10,8 +10,9 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from aihub.access.models import ApiToken, Membership
-from tests.factories import ApiTokenFactory, MembershipFactory, TenantFactory, UserFactory
+from aihub.access.models import Membership
+from tests.factories import ApiTokenFactory, IssuedApiToken, MembershipFactory, TenantFactory, UserFactory
+from tests.helpers import bearer
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 
@@ -41,6 +42,14 @@ def redis_url() -> str:
     return require_service("Redis", os.environ.get("REDIS_URL") or os.environ.get("TEST_REDIS_URL", DEFAULT_REDIS_URL))
 
 
+@pytest.fixture
+def closed_port() -> int:
+    """A local TCP port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings: Any) -> None:
     # Factories give every user a real password; the production hasher would cost a quarter second each.
@@ -61,31 +70,30 @@ def api_client() -> APIClient:
 @pytest.fixture
 def membership(db: None) -> Membership:
     """A user who is a plain member of a tenant."""
-    return MembershipFactory(roles=["member"])  # type: ignore[return-value]
+    return MembershipFactory.create(roles=["member"])
 
 
 @pytest.fixture
 def admin_membership(db: None) -> Membership:
-    return MembershipFactory(roles=["admin"])  # type: ignore[return-value]
+    return MembershipFactory.create(roles=["admin"])
 
 
 @pytest.fixture
-def token_for() -> Callable[..., ApiToken]:
-    def make(membership: Membership, **kwargs: object) -> ApiToken:
-        return ApiTokenFactory(user=membership.user, **kwargs)  # type: ignore[return-value]
+def token_for() -> Callable[..., IssuedApiToken]:
+    """``token_for(membership)``: a fresh API token of that member, its secret in ``.raw``."""
+
+    def make(membership: Membership, **kwargs: object) -> IssuedApiToken:
+        return ApiTokenFactory.create(user=membership.user, **kwargs)
 
     return make
 
 
 @pytest.fixture
-def client_as(api_client: APIClient, token_for: Callable[..., ApiToken]) -> Callable[..., APIClient]:
+def client_as(token_for: Callable[..., IssuedApiToken]) -> Callable[..., APIClient]:
     """``client_as(membership)``: an API client carrying a fresh API token of that member."""
 
     def make(membership: Membership, **token_kwargs: object) -> APIClient:
-        token = token_for(membership, **token_kwargs)
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.raw}")  # type: ignore[attr-defined]
-        return client
+        return bearer(token_for(membership, **token_kwargs).raw)
 
     return make
 

@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import factory
-from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 
 from aihub.access import services
 from aihub.access.models import ApiToken, Membership, Tenant
 
+PASSWORD = "correct-horse-battery-staple"
+"""The password every ``UserFactory`` user has."""
 
-class UserFactory(factory.django.DjangoModelFactory):
+if TYPE_CHECKING:
+
+    class IssuedApiToken(ApiToken):
+        """What ``ApiTokenFactory`` returns: an ``ApiToken`` that still knows its secret."""
+
+        raw: str
+
+else:
+    IssuedApiToken = ApiToken
+
+
+class UserFactory(factory.django.DjangoModelFactory[User]):
     class Meta:
-        model = get_user_model()
+        model = User
         django_get_or_create = ("username",)
 
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
-    password = factory.django.Password("correct-horse-battery-staple")
+    password = factory.django.Password(PASSWORD)
 
 
-class TenantFactory(factory.django.DjangoModelFactory):
+class TenantFactory(factory.django.DjangoModelFactory[Tenant]):
     class Meta:
         model = Tenant
 
@@ -34,8 +47,8 @@ class TenantFactory(factory.django.DjangoModelFactory):
         return services.tenant_create(**kwargs)
 
 
-class MembershipFactory(factory.django.DjangoModelFactory):
-    """``MembershipFactory(user=..., tenant=..., roles=["member"])``."""
+class MembershipFactory(factory.django.DjangoModelFactory[Membership]):
+    """``MembershipFactory.create(user=..., tenant=..., roles=["member"])``."""
 
     class Meta:
         model = Membership
@@ -51,7 +64,7 @@ class MembershipFactory(factory.django.DjangoModelFactory):
         )
 
 
-class ApiTokenFactory(factory.django.DjangoModelFactory):
+class ApiTokenFactory(factory.django.DjangoModelFactory[IssuedApiToken]):
     """The created token carries its secret as ``.raw`` (the database only has the hash)."""
 
     class Meta:
@@ -63,7 +76,8 @@ class ApiTokenFactory(factory.django.DjangoModelFactory):
     expires_at = None
 
     @classmethod
-    def _create(cls, model_class: type[ApiToken], *args: Any, **kwargs: Any) -> ApiToken:
+    def _create(cls, model_class: type[ApiToken], *args: Any, **kwargs: Any) -> IssuedApiToken:
         token, raw = services.api_token_create(**kwargs)
-        token.raw = raw  # type: ignore[attr-defined]
-        return token
+        issued = cast(IssuedApiToken, token)
+        issued.raw = raw
+        return issued

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from datetime import timedelta
 from typing import Any
 
@@ -16,27 +15,9 @@ from django.utils import timezone
 from aihub.access import services
 from aihub.access.models import ApiToken, AuditEvent, ExternalIdentity, Membership, Role, Tenant
 from tests.factories import ApiTokenFactory, MembershipFactory, TenantFactory, UserFactory
+from tests.helpers import API_TOKEN_SECRET, admin_url
 
 pytestmark = pytest.mark.django_db
-
-SECRET = re.compile(r"aih_[0-9a-f]{12}_[A-Za-z0-9_\-]+")
-
-
-@pytest.fixture
-def operator() -> User:
-    return UserFactory.create(username="operator", is_staff=True, is_superuser=True)
-
-
-@pytest.fixture
-def admin_site(operator: User) -> Client:
-    """A browser session of a superuser in the admin."""
-    client = Client()
-    client.force_login(operator)
-    return client
-
-
-def url(model: type[Any], view: str, *args: Any) -> str:
-    return reverse(f"admin:access_{model._meta.model_name}_{view}", args=args)
 
 
 def form_errors(response: Any) -> str:
@@ -54,14 +35,14 @@ def test_every_changelist_loads(admin_site: Client, admin_membership: Membership
     ApiTokenFactory.create(user=admin_membership.user, tenant=admin_membership.tenant)
     ExternalIdentity.objects.create(user=admin_membership.user, issuer="https://sso.example.com", subject="s-1")
 
-    response = admin_site.get(url(model, "changelist"))
+    response = admin_site.get(admin_url(model, "changelist"))
 
     assert response.status_code == 200
 
 
 @pytest.mark.parametrize("model", [Tenant, Role, Membership, ApiToken])
 def test_every_add_form_loads(admin_site: Client, admin_membership: Membership, model: type[Any]) -> None:
-    assert admin_site.get(url(model, "add")).status_code == 200
+    assert admin_site.get(admin_url(model, "add")).status_code == 200
 
 
 def test_every_change_page_loads(admin_site: Client, admin_membership: Membership) -> None:
@@ -82,17 +63,17 @@ def test_every_change_page_loads(admin_site: Client, admin_membership: Membershi
         (AuditEvent, event),
         (ExternalIdentity, identity),
     ]:
-        response = admin_site.get(url(model, "change", obj.pk))
+        response = admin_site.get(admin_url(model, "change", obj.pk))
         assert response.status_code == 200, model
 
-    tenant_page = admin_site.get(url(Tenant, "change", tenant.pk)).content.decode()
+    tenant_page = admin_site.get(admin_url(Tenant, "change", tenant.pk)).content.decode()
     assert "aihub.user.agents.&gt;" in tenant_page  # the inline lists the roles with their rules
 
 
 def test_admin_pages_are_for_staff_only(client: Client, membership: Membership) -> None:
     client.force_login(membership.user)
 
-    response = client.get(url(Tenant, "changelist"))
+    response = client.get(admin_url(Tenant, "changelist"))
 
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("admin:login"))
@@ -105,7 +86,7 @@ def test_creating_a_tenant_in_the_admin_seeds_the_default_roles(admin_site: Clie
     owner = UserFactory.create()
 
     response = admin_site.post(
-        url(Tenant, "add"),
+        admin_url(Tenant, "add"),
         {"slug": "acme", "name": "Acme", "rule_ceiling": "aihub.user.>\r\naihub.admin.agents.>", "owner": owner.pk},
     )
 
@@ -115,11 +96,11 @@ def test_creating_a_tenant_in_the_admin_seeds_the_default_roles(admin_site: Clie
     assert tenant.rule_ceiling == ["aihub.user.>", "aihub.admin.agents.>"]
     membership = Membership.objects.get(tenant=tenant, user=owner)
     assert list(membership.roles.values_list("name", flat=True)) == ["admin"]
-    assert response["Location"] == url(Tenant, "changelist")
+    assert response["Location"] == admin_url(Tenant, "changelist")
 
 
 def test_a_reserved_tenant_slug_is_a_form_error(admin_site: Client) -> None:
-    response = admin_site.post(url(Tenant, "add"), {"slug": "tokens", "name": "Tokens"})
+    response = admin_site.post(admin_url(Tenant, "add"), {"slug": "tokens", "name": "Tokens"})
 
     assert "is reserved" in form_errors(response)
     assert not Tenant.objects.filter(slug="tokens").exists()
@@ -129,7 +110,7 @@ def test_changing_a_tenant_keeps_its_slug_and_updates_its_ceiling(admin_site: Cl
     tenant = TenantFactory.create(slug="acme")
 
     response = admin_site.post(
-        url(Tenant, "change", tenant.pk),
+        admin_url(Tenant, "change", tenant.pk),
         {"slug": "renamed", "name": "Acme Inc", "rule_ceiling": "aihub.user.>", "is_active": "on"}
         | {"roles-TOTAL_FORMS": "0", "roles-INITIAL_FORMS": "0"},
     )
@@ -143,7 +124,7 @@ def test_deleting_a_tenant_with_members_and_tokens_goes_through_the_service(admi
     member = MembershipFactory.create(tenant=TenantFactory.create(slug="doomed"))
     ApiTokenFactory.create(user=member.user, tenant=member.tenant)
 
-    response = admin_site.post(url(Tenant, "delete", member.tenant.pk), {"post": "yes"})
+    response = admin_site.post(admin_url(Tenant, "delete", member.tenant.pk), {"post": "yes"})
 
     assert response.status_code == 302
     assert not Tenant.objects.filter(slug="doomed").exists()
@@ -172,7 +153,7 @@ def test_a_bad_rule_in_the_role_form_is_a_form_error_not_a_crash(admin_site: Cli
     tenant = TenantFactory.create()
 
     response = admin_site.post(
-        url(Role, "add"),
+        admin_url(Role, "add"),
         {"tenant": tenant.pk, "name": "odd", "description": "", "rules": "aihub.user.agents.>\r\nagents.everything"},
     )
 
@@ -184,7 +165,9 @@ def test_a_bad_rule_in_an_existing_role_leaves_the_role_unchanged(admin_site: Cl
     role = TenantFactory.create().roles.get(name="viewer")
     before = list(role.rules)
 
-    response = admin_site.post(url(Role, "change", role.pk), {"description": "changed", "rules": "aihub.user.>.agents"})
+    response = admin_site.post(
+        admin_url(Role, "change", role.pk), {"description": "changed", "rules": "aihub.user.>.agents"}
+    )
 
     assert "may only be the last segment" in form_errors(response)
     role.refresh_from_db()
@@ -195,7 +178,7 @@ def test_a_role_name_taken_in_the_tenant_is_a_form_error(admin_site: Client) -> 
     tenant = TenantFactory.create()
 
     response = admin_site.post(
-        url(Role, "add"), {"tenant": tenant.pk, "name": "member", "description": "", "rules": "aihub.user.>"}
+        admin_url(Role, "add"), {"tenant": tenant.pk, "name": "member", "description": "", "rules": "aihub.user.>"}
     )
 
     assert response.status_code == 200
@@ -207,14 +190,15 @@ def test_roles_are_created_and_changed_with_one_rule_per_line(admin_site: Client
     tenant = TenantFactory.create()
 
     admin_site.post(
-        url(Role, "add"),
+        admin_url(Role, "add"),
         {"tenant": tenant.pk, "name": "bots", "description": "Bots", "rules": " aihub.user.agents.bot \r\n\r\n"},
     )
     role = Role.objects.get(tenant=tenant, name="bots")
     assert role.rules == ["aihub.user.agents.bot"]
 
     response = admin_site.post(
-        url(Role, "change", role.pk), {"description": "Bots", "rules": "aihub.user.agents.bot\naihub.user.threads.>"}
+        admin_url(Role, "change", role.pk),
+        {"description": "Bots", "rules": "aihub.user.agents.bot\naihub.user.threads.>"},
     )
 
     assert response.status_code == 302, form_errors(response)
@@ -229,7 +213,7 @@ def test_a_membership_is_created_with_roles_of_its_tenant(admin_site: Client) ->
     tenant, user = TenantFactory.create(), UserFactory.create()
 
     response = admin_site.post(
-        url(Membership, "add"), {"user": user.pk, "tenant": tenant.pk, "role_names": ["viewer", "agent-user"]}
+        admin_url(Membership, "add"), {"user": user.pk, "tenant": tenant.pk, "role_names": ["viewer", "agent-user"]}
     )
 
     assert response.status_code == 302, form_errors(response)
@@ -244,7 +228,7 @@ def test_a_role_of_another_tenant_is_a_form_error(admin_site: Client) -> None:
     services.role_create(tenant=other, name="special", rules=["aihub.user.>"])
 
     response = admin_site.post(
-        url(Membership, "add"), {"user": user.pk, "tenant": tenant.pk, "role_names": ["special"]}
+        admin_url(Membership, "add"), {"user": user.pk, "tenant": tenant.pk, "role_names": ["special"]}
     )
 
     assert "has no role named special" in form_errors(response)
@@ -256,7 +240,7 @@ def test_the_change_form_offers_only_roles_of_the_memberships_tenant(
 ) -> None:
     services.role_create(tenant=TenantFactory.create(), name="elsewhere", rules=["aihub.user.>"])
 
-    response = admin_site.get(url(Membership, "change", membership.pk))
+    response = admin_site.get(admin_url(Membership, "change", membership.pk))
 
     choices = [value for value, _label in response.context["adminform"].form.fields["role_names"].choices]
     assert sorted(choices) == sorted(services.DEFAULT_ROLES)
@@ -268,7 +252,7 @@ def test_changing_a_memberships_roles_and_default_goes_through_the_services(admi
     assert not second.is_default
 
     response = admin_site.post(
-        url(Membership, "change", second.pk), {"role_names": ["admin", "viewer"], "make_default": "on"}
+        admin_url(Membership, "change", second.pk), {"role_names": ["admin", "viewer"], "make_default": "on"}
     )
 
     assert response.status_code == 302, form_errors(response)
@@ -282,7 +266,7 @@ def test_deleting_memberships_in_bulk_goes_through_the_service(admin_site: Clien
     memberships = [MembershipFactory.create(), MembershipFactory.create()]
 
     admin_site.post(
-        url(Membership, "changelist"),
+        admin_url(Membership, "changelist"),
         {"action": "delete_selected", "_selected_action": [m.pk for m in memberships], "post": "yes"},
     )
 
@@ -299,7 +283,7 @@ def test_creating_a_token_shows_the_secret_once_and_stores_only_its_hash(
     expires = timezone.localtime() + timedelta(days=30)
 
     response = admin_site.post(
-        url(ApiToken, "add"),
+        admin_url(ApiToken, "add"),
         {
             "user": membership.user.pk,
             "name": "ci",
@@ -311,7 +295,7 @@ def test_creating_a_token_shows_the_secret_once_and_stores_only_its_hash(
 
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
-    secrets_shown = set(SECRET.findall(response.content.decode()))
+    secrets_shown = set(API_TOKEN_SECRET.findall(response.content.decode()))
     assert len(secrets_shown) == 1
     secret = secrets_shown.pop()
     token = ApiToken.objects.get(name="ci")
@@ -320,7 +304,7 @@ def test_creating_a_token_shows_the_secret_once_and_stores_only_its_hash(
     assert str(token.tenant_id) == str(membership.tenant.pk)
 
     # Nowhere afterwards: not on the token's pages, not in a message or cookie.
-    for page in (url(ApiToken, "changelist"), url(ApiToken, "change", token.pk)):
+    for page in (admin_url(ApiToken, "changelist"), admin_url(ApiToken, "change", token.pk)):
         content = admin_site.get(page).content.decode()
         assert secret not in content
         assert token.secret_hash not in content
@@ -330,7 +314,7 @@ def test_creating_a_token_shows_the_secret_once_and_stores_only_its_hash(
 
 def test_a_token_for_a_tenant_its_user_is_not_in_is_a_form_error(admin_site: Client, membership: Membership) -> None:
     response = admin_site.post(
-        url(ApiToken, "add"), {"user": membership.user.pk, "name": "ci", "tenant": TenantFactory.create().pk}
+        admin_url(ApiToken, "add"), {"user": membership.user.pk, "name": "ci", "tenant": TenantFactory.create().pk}
     )
 
     assert "is not a member" in form_errors(response)
@@ -341,7 +325,7 @@ def test_a_token_expiring_in_the_past_is_a_form_error(admin_site: Client, member
     past = timezone.localtime() - timedelta(days=1)
 
     response = admin_site.post(
-        url(ApiToken, "add"),
+        admin_url(ApiToken, "add"),
         {
             "user": membership.user.pk,
             "name": "ci",
@@ -356,8 +340,8 @@ def test_a_token_expiring_in_the_past_is_a_form_error(admin_site: Client, member
 def test_tokens_are_listed_by_prefix_and_are_not_editable(admin_site: Client, membership: Membership) -> None:
     token = ApiTokenFactory.create(user=membership.user, name="laptop")
 
-    listing = admin_site.get(url(ApiToken, "changelist")).content.decode()
-    edit = admin_site.post(url(ApiToken, "change", token.pk), {"name": "renamed"})
+    listing = admin_site.get(admin_url(ApiToken, "changelist")).content.decode()
+    edit = admin_site.post(admin_url(ApiToken, "change", token.pk), {"name": "renamed"})
 
     assert token.display_prefix in listing
     assert token.secret_hash not in listing
@@ -369,7 +353,7 @@ def test_tokens_are_listed_by_prefix_and_are_not_editable(admin_site: Client, me
 def test_deleting_a_token_goes_through_the_service(admin_site: Client, operator: User, membership: Membership) -> None:
     token = ApiTokenFactory.create(user=membership.user)
 
-    admin_site.post(url(ApiToken, "delete", token.pk), {"post": "yes"})
+    admin_site.post(admin_url(ApiToken, "delete", token.pk), {"post": "yes"})
 
     assert not ApiToken.objects.exists()
     event = AuditEvent.objects.get(action="token.deleted")
@@ -379,8 +363,8 @@ def test_deleting_a_token_goes_through_the_service(admin_site: Client, operator:
 def test_unlinking_an_sso_identity_goes_through_the_service(admin_site: Client, membership: Membership) -> None:
     identity = ExternalIdentity.objects.create(user=membership.user, issuer="https://sso.example.com", subject="s-1")
 
-    change = admin_site.post(url(ExternalIdentity, "change", identity.pk), {"subject": "s-2"})
-    delete = admin_site.post(url(ExternalIdentity, "delete", identity.pk), {"post": "yes"})
+    change = admin_site.post(admin_url(ExternalIdentity, "change", identity.pk), {"subject": "s-2"})
+    delete = admin_site.post(admin_url(ExternalIdentity, "delete", identity.pk), {"post": "yes"})
 
     assert (change.status_code, delete.status_code) == (403, 302)
     assert not ExternalIdentity.objects.exists()
@@ -394,7 +378,7 @@ def test_the_revoke_action_revokes_and_audits(admin_site: Client, operator: Any,
     untouched = ApiTokenFactory.create(user=membership.user)
 
     response = admin_site.post(
-        url(ApiToken, "changelist"), {"action": "revoke_tokens", "_selected_action": [live.pk, already.pk]}
+        admin_url(ApiToken, "changelist"), {"action": "revoke_tokens", "_selected_action": [live.pk, already.pk]}
     )
 
     assert response.status_code == 302
@@ -414,18 +398,19 @@ def test_audit_events_cannot_be_added_changed_or_deleted(admin_site: Client, adm
     event = AuditEvent.objects.filter(action="membership.created").first()
     assert event is not None
 
-    add = admin_site.get(url(AuditEvent, "add"))
-    change = admin_site.post(url(AuditEvent, "change", event.pk), {"action": "nothing.happened"})
-    delete = admin_site.post(url(AuditEvent, "delete", event.pk), {"post": "yes"})
+    add = admin_site.get(admin_url(AuditEvent, "add"))
+    change = admin_site.post(admin_url(AuditEvent, "change", event.pk), {"action": "nothing.happened"})
+    delete = admin_site.post(admin_url(AuditEvent, "delete", event.pk), {"post": "yes"})
     bulk = admin_site.post(
-        url(AuditEvent, "changelist"), {"action": "delete_selected", "_selected_action": [event.pk], "post": "yes"}
+        admin_url(AuditEvent, "changelist"),
+        {"action": "delete_selected", "_selected_action": [event.pk], "post": "yes"},
     )
 
     assert (add.status_code, change.status_code, delete.status_code) == (403, 403, 403)
     assert bulk.status_code in (200, 302)
     event.refresh_from_db()
     assert event.action == "membership.created"
-    listing = admin_site.get(url(AuditEvent, "changelist"))
+    listing = admin_site.get(admin_url(AuditEvent, "changelist"))
     assert "delete_selected" not in listing.content.decode()
 
 
@@ -435,9 +420,9 @@ def test_the_audit_log_filters_by_action_and_tenant_and_searches_actors_and_targ
     token = ApiTokenFactory.create(user=admin_membership.user)
     other_tenant = TenantFactory.create()
 
-    by_action = admin_site.get(url(AuditEvent, "changelist"), {"action": "token.created"})
-    by_tenant = admin_site.get(url(AuditEvent, "changelist"), {"tenant__id__exact": other_tenant.pk})
-    by_target = admin_site.get(url(AuditEvent, "changelist"), {"q": str(token.pk)})
+    by_action = admin_site.get(admin_url(AuditEvent, "changelist"), {"action": "token.created"})
+    by_tenant = admin_site.get(admin_url(AuditEvent, "changelist"), {"tenant__id__exact": str(other_tenant.pk)})
+    by_target = admin_site.get(admin_url(AuditEvent, "changelist"), {"q": str(token.pk)})
 
     assert {e.action for e in by_action.context["cl"].result_list} == {"token.created"}
     assert {e.tenant_id for e in by_tenant.context["cl"].result_list} == {other_tenant.pk}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.db import connection
@@ -17,25 +16,9 @@ from rest_framework.test import APIClient
 from aihub.access import services
 from aihub.access.models import ApiToken, AuditEvent, Membership, Role
 from tests.factories import ApiTokenFactory, MembershipFactory, TenantFactory, UserFactory
+from tests.helpers import assert_problem, bearer
 
 pytestmark = pytest.mark.django_db
-
-PROBLEM = "application/problem+json"
-
-
-def assert_problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["correlation_id"] == response["X-Request-ID"]
-    return body
-
-
-def bearer(raw: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    return client
 
 
 def token_updates(queries: CaptureQueriesContext) -> list[str]:

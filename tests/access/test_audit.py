@@ -4,10 +4,8 @@ request; and no event ever holds a secret."""
 from __future__ import annotations
 
 import json
-import re
 from io import StringIO
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -19,33 +17,14 @@ from django.urls import reverse
 
 from aihub.access.models import ApiToken, AuditEvent, Membership, Role, Tenant
 from tests.factories import ApiTokenFactory, MembershipFactory, TenantFactory, UserFactory
+from tests.helpers import ADMIN_REQUEST_ID, API_TOKEN_SECRET, admin_url
 
 pytestmark = pytest.mark.django_db
-
-REQUEST_ID = "audit-test-request-1"
-SECRET = re.compile(r"aih_[0-9a-f]{12}_[A-Za-z0-9_\-]+")
-
-
-@pytest.fixture
-def operator() -> User:
-    return UserFactory.create(username="operator", is_staff=True, is_superuser=True)
-
-
-@pytest.fixture
-def admin_site(operator: User) -> Client:
-    """The operator's browser in the admin; every request carries the same X-Request-ID."""
-    client = Client(headers={"X-Request-ID": REQUEST_ID})
-    client.force_login(operator)
-    return client
 
 
 @pytest.fixture
 def tenant() -> Tenant:
     return TenantFactory.create(slug="acme")
-
-
-def url(model: type[Model], view: str, *args: Any) -> str:
-    return reverse(f"admin:access_{model._meta.model_name}_{view}", args=args)
 
 
 def the_event(action: str) -> AuditEvent:
@@ -60,7 +39,7 @@ def assert_recorded(event: AuditEvent, *, actor: User, tenant: Tenant | None, ta
     assert event.actor_label == actor.get_username()
     assert event.tenant == tenant
     assert (event.target_type, event.target_id) == (target._meta.model_name, str(target.pk))
-    assert event.request_id == REQUEST_ID
+    assert event.request_id == ADMIN_REQUEST_ID
     assert event.ip_address == "127.0.0.1"
 
 
@@ -72,7 +51,7 @@ def test_creating_a_token_records_who_for_whom_and_in_which_request(
 ) -> None:
     member = MembershipFactory.create(tenant=tenant)
 
-    admin_site.post(url(ApiToken, "add"), {"user": member.user.pk, "name": "ci", "tenant": tenant.pk})
+    admin_site.post(admin_url(ApiToken, "add"), {"user": member.user.pk, "name": "ci", "tenant": tenant.pk})
 
     token = ApiToken.objects.get(name="ci")
     event = the_event("token.created")
@@ -85,7 +64,7 @@ def test_revoking_a_token_records_who_revoked_it(admin_site: Client, operator: U
     member = MembershipFactory.create(tenant=tenant)
     token = ApiTokenFactory.create(user=member.user, tenant=tenant)
 
-    admin_site.post(url(ApiToken, "changelist"), {"action": "revoke_tokens", "_selected_action": [token.pk]})
+    admin_site.post(admin_url(ApiToken, "changelist"), {"action": "revoke_tokens", "_selected_action": [token.pk]})
 
     assert_recorded(the_event("token.revoked"), actor=operator, tenant=tenant, target=token)
 
@@ -95,7 +74,8 @@ def test_revoking_a_token_records_who_revoked_it(admin_site: Client, operator: U
 
 def test_creating_a_role_records_its_rules(admin_site: Client, operator: User, tenant: Tenant) -> None:
     admin_site.post(
-        url(Role, "add"), {"tenant": tenant.pk, "name": "bots", "description": "", "rules": "aihub.user.agents.bot"}
+        admin_url(Role, "add"),
+        {"tenant": tenant.pk, "name": "bots", "description": "", "rules": "aihub.user.agents.bot"},
     )
 
     event = the_event("role.created")
@@ -107,7 +87,7 @@ def test_changing_a_role_records_its_rules_before_and_after(admin_site: Client, 
     role = tenant.roles.get(name="viewer")
     before = list(role.rules)
 
-    admin_site.post(url(Role, "change", role.pk), {"description": "Reads agents", "rules": "aihub.user.agents.>"})
+    admin_site.post(admin_url(Role, "change", role.pk), {"description": "Reads agents", "rules": "aihub.user.agents.>"})
 
     event = the_event("role.updated")
     assert_recorded(event, actor=operator, tenant=tenant, target=role)
@@ -117,7 +97,7 @@ def test_changing_a_role_records_its_rules_before_and_after(admin_site: Client, 
 def test_deleting_a_role_records_its_name(admin_site: Client, operator: User, tenant: Tenant) -> None:
     role = tenant.roles.get(name="viewer")
 
-    admin_site.post(url(Role, "delete", role.pk), {"post": "yes"})
+    admin_site.post(admin_url(Role, "delete", role.pk), {"post": "yes"})
 
     assert not Role.objects.filter(pk=role.pk).exists()
     event = the_event("role.deleted")
@@ -131,7 +111,7 @@ def test_deleting_a_role_records_its_name(admin_site: Client, operator: User, te
 def test_creating_a_membership_records_the_user_and_roles(admin_site: Client, operator: User, tenant: Tenant) -> None:
     user = UserFactory.create(username="alice")
 
-    admin_site.post(url(Membership, "add"), {"user": user.pk, "tenant": tenant.pk, "role_names": ["viewer"]})
+    admin_site.post(admin_url(Membership, "add"), {"user": user.pk, "tenant": tenant.pk, "role_names": ["viewer"]})
 
     event = the_event("membership.created")
     assert_recorded(event, actor=operator, tenant=tenant, target=Membership.objects.get(user=user))
@@ -143,7 +123,7 @@ def test_changing_a_memberships_roles_records_them_before_and_after(
 ) -> None:
     membership = MembershipFactory.create(tenant=tenant, user=UserFactory.create(username="alice"), roles=["viewer"])
 
-    admin_site.post(url(Membership, "change", membership.pk), {"role_names": ["admin"]})
+    admin_site.post(admin_url(Membership, "change", membership.pk), {"role_names": ["admin"]})
 
     event = the_event("membership.roles_changed")
     assert_recorded(event, actor=operator, tenant=tenant, target=membership)
@@ -153,7 +133,7 @@ def test_changing_a_memberships_roles_records_them_before_and_after(
 def test_saving_a_membership_unchanged_records_no_role_change(admin_site: Client, tenant: Tenant) -> None:
     membership = MembershipFactory.create(tenant=tenant, roles=["viewer"])
 
-    admin_site.post(url(Membership, "change", membership.pk), {"role_names": ["viewer"]})
+    admin_site.post(admin_url(Membership, "change", membership.pk), {"role_names": ["viewer"]})
 
     assert not AuditEvent.objects.filter(action="membership.roles_changed").exists()
 
@@ -161,7 +141,7 @@ def test_saving_a_membership_unchanged_records_no_role_change(admin_site: Client
 def test_deleting_a_membership_records_whose_it_was(admin_site: Client, operator: User, tenant: Tenant) -> None:
     membership = MembershipFactory.create(tenant=tenant, user=UserFactory.create(username="alice"))
 
-    admin_site.post(url(Membership, "delete", membership.pk), {"post": "yes"})
+    admin_site.post(admin_url(Membership, "delete", membership.pk), {"post": "yes"})
 
     assert not Membership.objects.filter(pk=membership.pk).exists()
     event = the_event("membership.deleted")
@@ -174,14 +154,19 @@ def test_deleting_a_membership_records_whose_it_was(admin_site: Client, operator
 
 def test_a_failed_admin_login_records_the_username_and_request_but_not_the_password() -> None:
     UserFactory.create(username="operator", is_staff=True)
-    browser = Client(headers={"X-Request-ID": REQUEST_ID})
+    browser = Client(headers={"X-Request-ID": ADMIN_REQUEST_ID})
 
     response = browser.post(reverse("admin:login"), {"username": "operator", "password": "not-the-password-123"})
 
     assert response.status_code == 200  # the form again, with its error
     event = the_event("login.failed")
     assert event.details == {"username": "operator"}
-    assert (event.actor, event.tenant, event.request_id, event.ip_address) == (None, None, REQUEST_ID, "127.0.0.1")
+    assert (event.actor, event.tenant, event.request_id, event.ip_address) == (
+        None,
+        None,
+        ADMIN_REQUEST_ID,
+        "127.0.0.1",
+    )
     assert "not-the-password-123" not in json.dumps(event.details)
 
 
@@ -202,10 +187,10 @@ def test_no_audit_event_ever_holds_a_token_secret_or_a_password(
     call_command("create_token", "alice", "--name", "cli", "--tenant", "acme", stdout=out, stderr=StringIO())
     secrets.append(out.getvalue().strip())
     alice = Membership.objects.get(user__username="alice").user
-    page = admin_site.post(url(ApiToken, "add"), {"user": alice.pk, "name": "admin-made", "tenant": tenant.pk})
-    secrets.extend(SECRET.findall(page.content.decode()))
+    page = admin_site.post(admin_url(ApiToken, "add"), {"user": alice.pk, "name": "admin-made", "tenant": tenant.pk})
+    secrets.extend(API_TOKEN_SECRET.findall(page.content.decode()))
     admin_site.post(
-        url(ApiToken, "changelist"),
+        admin_url(ApiToken, "changelist"),
         {"action": "revoke_tokens", "_selected_action": [t.pk for t in ApiToken.objects.all()]},
     )
     Client().post(reverse("admin:login"), {"username": "alice", "password": password + "-wrong"})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import sqlite3
 import subprocess
 import sys
@@ -23,10 +22,9 @@ from django.utils import timezone
 from aihub.access import services
 from aihub.access.models import ApiToken, Membership, Tenant
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
+from tests.helpers import API_TOKEN_SECRET
 
 pytestmark = pytest.mark.django_db
-
-SECRET = re.compile(r"aih_[0-9a-f]{12}_[A-Za-z0-9_\-]+")
 
 
 def run(*args: str) -> tuple[str, str]:
@@ -169,7 +167,7 @@ def test_create_token_prints_only_the_secret_on_stdout(membership: Membership) -
     out, err = run("create_token", username, "--name", "ci")
 
     secret = out.removesuffix("\n")
-    assert SECRET.fullmatch(secret)
+    assert API_TOKEN_SECRET.fullmatch(secret)
     token = ApiToken.objects.get(user=membership.user, name="ci")
     assert token.secret_hash == hashlib.sha256(secret.encode()).hexdigest()
     assert (token.tenant, token.expires_at) == (None, None)
@@ -245,7 +243,7 @@ def test_seed_demo_prints_a_new_token_only_when_asked() -> None:
     out, _ = run("seed_demo", "--token")
 
     token = ApiToken.objects.get()
-    printed = set(SECRET.findall(out))
+    printed = set(API_TOKEN_SECRET.findall(out))
     assert {hashlib.sha256(secret.encode()).hexdigest() for secret in printed} == {token.secret_hash}
     assert token.tenant == Tenant.objects.get(slug="demo")
 
@@ -308,7 +306,7 @@ def test_create_token_as_a_process_writes_exactly_the_secret_to_stdout(process_e
     assert result.returncode == 0, result.stderr
     secret = result.stdout.removesuffix("\n")
     assert result.stdout == secret + "\n"
-    assert SECRET.fullmatch(secret)
+    assert API_TOKEN_SECRET.fullmatch(secret)
     assert "Created token 'script'" in result.stderr
     with sqlite3.connect(process_env["SQLITE_PATH"]) as db:
         stored = db.execute("SELECT secret_hash FROM access_apitoken WHERE name = 'script'").fetchall()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -12,12 +11,10 @@ from rest_framework.test import APIClient
 
 from aihub.access import services
 from aihub.access.models import Membership
-from tests.access.helpers import assert_problem
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
+from tests.helpers import ClientAs, assert_problem
 
 pytestmark = pytest.mark.django_db
-
-ClientAs = Callable[..., APIClient]
 
 
 def test_me_shows_the_user_every_tenant_with_roles_rules_and_ceiling(client_as: ClientAs) -> None:

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from rest_framework.test import APIClient
 
 from aihub.access import services
 from aihub.access.models import AuditEvent, Membership, Tenant
-from tests.access.helpers import assert_invalid, assert_problem
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
+from tests.helpers import ClientAs, assert_invalid, assert_problem
 
 pytestmark = pytest.mark.django_db
-
-ClientAs = Callable[..., APIClient]
 
 
 def members_url(tenant: Tenant, membership: Membership | None = None) -> str:
@@ -31,16 +27,6 @@ def snapshot(tenant: Tenant) -> list[tuple[Any, ...]]:
 
 def roles_of(membership: Membership) -> list[str]:
     return sorted(membership.roles.values_list("name", flat=True))
-
-
-@pytest.fixture
-def role_manager(db: None) -> Membership:
-    """Manages roles and members, uses everything, but is not a full admin."""
-    tenant = TenantFactory.create()
-    services.role_create(
-        tenant=tenant, name="role-manager", rules=["aihub.user.>", "aihub.admin.roles", "aihub.admin.members"]
-    )
-    return MembershipFactory.create(tenant=tenant, roles=["role-manager"])
 
 
 # --- Reading ---------------------------------------------------------------------------------------------

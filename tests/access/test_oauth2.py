@@ -17,35 +17,19 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from oauth2_provider.models import AbstractApplication, get_access_token_model, get_application_model
 from rest_framework.permissions import AllowAny
-from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
 from aihub.access.models import Membership, Role
 from aihub.access.permissions import IsAuthenticatedWithScope
 from tests.factories import ApiTokenFactory, MembershipFactory, UserFactory
+from tests.helpers import FORM, assert_problem, bearer
 
 pytestmark = pytest.mark.django_db
 
-PROBLEM = "application/problem+json"
-FORM = "application/x-www-form-urlencoded"
 REDIRECT_URI = "https://app.example.com/callback"
 
 Application = get_application_model()
 AccessToken = get_access_token_model()
-
-
-def assert_problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    return body
-
-
-def bearer(raw: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    return client
 
 
 def basic(client_id: str, client_secret: str) -> str:
@@ -105,8 +89,12 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, challenge
 
 
-def authorize(browser: Client, application: Any, *, challenge: str, scope: str = "read write") -> str:
-    """Walk the consent page as the logged-in user would and return the code from the redirect."""
+def authorize(application: Any, user: Any, *, scope: str = "read write") -> tuple[str, str]:
+    """Sign ``user`` in, walk the consent page as they would with a fresh PKCE pair, and return the code from the
+    redirect with the PKCE verifier that goes with it."""
+    browser = Client()
+    browser.force_login(user)
+    verifier, challenge = pkce_pair()
     query = {
         "response_type": "code",
         "client_id": application.client_id,
@@ -127,7 +115,7 @@ def authorize(browser: Client, application: Any, *, challenge: str, scope: str =
     assert f"{location.scheme}://{location.netloc}{location.path}" == REDIRECT_URI
     params = parse_qs(location.query)
     assert params["state"] == ["opaque-state"]
-    return params["code"][0]
+    return params["code"][0], verifier
 
 
 def exchange(application: Any, code: str, verifier: str | None) -> Any:
@@ -193,11 +181,8 @@ def test_the_authorization_code_flow_with_pkce_gives_a_token_for_the_signed_in_u
     browser_app: Any, admin_membership: Membership
 ) -> None:
     person = MembershipFactory.create(tenant=admin_membership.tenant, roles=["admin"]).user
-    browser = Client()
-    browser.force_login(person)
-    verifier, challenge = pkce_pair()
 
-    code = authorize(browser, browser_app, challenge=challenge)
+    code, verifier = authorize(browser_app, person)
     token_response = exchange(browser_app, code, verifier)
 
     assert token_response.status_code == 200, token_response.content
@@ -214,10 +199,7 @@ def test_the_authorization_code_flow_with_pkce_gives_a_token_for_the_signed_in_u
 
 
 def test_a_code_cannot_be_exchanged_without_its_verifier(browser_app: Any, admin_membership: Membership) -> None:
-    browser = Client()
-    browser.force_login(admin_membership.user)
-    _verifier, challenge = pkce_pair()
-    code = authorize(browser, browser_app, challenge=challenge)
+    code, _verifier = authorize(browser_app, admin_membership.user)
 
     response = exchange(browser_app, code, None)
 
@@ -227,10 +209,7 @@ def test_a_code_cannot_be_exchanged_without_its_verifier(browser_app: Any, admin
 
 
 def test_a_code_cannot_be_exchanged_with_another_verifier(browser_app: Any, admin_membership: Membership) -> None:
-    browser = Client()
-    browser.force_login(admin_membership.user)
-    _verifier, challenge = pkce_pair()
-    code = authorize(browser, browser_app, challenge=challenge)
+    code, _verifier = authorize(browser_app, admin_membership.user)
     other_verifier, _other_challenge = pkce_pair()
 
     response = exchange(browser_app, code, other_verifier)
@@ -241,10 +220,7 @@ def test_a_code_cannot_be_exchanged_with_another_verifier(browser_app: Any, admi
 
 
 def test_a_code_is_single_use(browser_app: Any, admin_membership: Membership) -> None:
-    browser = Client()
-    browser.force_login(admin_membership.user)
-    verifier, challenge = pkce_pair()
-    code = authorize(browser, browser_app, challenge=challenge)
+    code, verifier = authorize(browser_app, admin_membership.user)
     assert exchange(browser_app, code, verifier).status_code == 200
 
     replayed = exchange(browser_app, code, verifier)

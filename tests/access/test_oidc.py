@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import EntryPoint
@@ -18,32 +18,17 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.contrib.auth import get_user_model
 from django.test import override_settings
-from rest_framework.test import APIClient
 
 from aihub.access import oidc
 from aihub.access.models import AuditEvent, ExternalIdentity, Membership, Tenant
 from aihub.access.oidc import ExternalIdentityClaims, InvalidExternalToken
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
+from tests.helpers import assert_problem, bearer
 
 pytestmark = pytest.mark.django_db
 
-PROBLEM = "application/problem+json"
 AUDIENCE = "aihub"
 REALM = "/realms/acme"
-
-
-def assert_problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    return body
-
-
-def bearer(raw: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    return client
 
 
 def new_key() -> rsa.RSAPrivateKey:
@@ -123,6 +108,23 @@ def _clear_validators() -> None:
     oidc._validators_for.cache_clear()
 
 
+@contextmanager
+def only_issuer(settings: Any, url: str) -> Iterator[None]:
+    """AIHUB["OIDC_ISSUERS"] naming just ``url``, for the length of the block."""
+    # Validators (and the keys they fetched) are cached per configuration; the block starts from none.
+    _clear_validators()
+    try:
+        with override_settings(AIHUB={**settings.AIHUB, "OIDC_ISSUERS": [{"issuer": url, "audience": AUDIENCE}]}):
+            yield
+    finally:
+        _clear_validators()
+
+
+def bare_token(url: str, key: rsa.RSAPrivateKey) -> str:
+    """A token of the issuer at ``url`` with no more claims than needed to get as far as fetching its keys."""
+    return jwt.encode({"iss": url, "sub": "x", "aud": AUDIENCE, "exp": time.time() + 60}, key, "RS256")
+
+
 @pytest.fixture
 def issuer(issuer_server: FakeIssuerState, signing_key: rsa.RSAPrivateKey, settings: Any) -> Iterator[Issuer]:
     """The loopback issuer with its discovery document and JWKS, configured in AIHUB["OIDC_ISSUERS"]."""
@@ -137,12 +139,8 @@ def issuer(issuer_server: FakeIssuerState, signing_key: rsa.RSAPrivateKey, setti
         f"{REALM}/protocol/openid-connect/certs": {"keys": [{**jwk, "kid": "key-1", "use": "sig", "alg": "RS256"}]},
     }
     issuer_server.hits.clear()
-    aihub = {**settings.AIHUB, "OIDC_ISSUERS": [{"issuer": url, "audience": AUDIENCE}]}
-    # Validators (and the keys they fetched) are cached per configuration; every test starts from none.
-    _clear_validators()
-    with override_settings(AIHUB=aihub):
+    with only_issuer(settings, url):
         yield Issuer(url=url, key=signing_key, state=issuer_server)
-    _clear_validators()
 
 
 def failures() -> list[dict[str, Any]]:
@@ -339,16 +337,12 @@ def test_a_disabled_user_is_refused(issuer: Issuer) -> None:
     assert_problem(bearer(issuer.token()).get("/api/v1/me"), 401)
 
 
-def test_an_unreachable_issuer_is_a_401_not_a_server_error(settings: Any, signing_key: rsa.RSAPrivateKey) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
+def test_an_unreachable_issuer_is_a_401_not_a_server_error(
+    settings: Any, signing_key: rsa.RSAPrivateKey, closed_port: int
+) -> None:
     url = f"http://127.0.0.1:{closed_port}/realms/gone"
-    _clear_validators()
-    with override_settings(AIHUB={**settings.AIHUB, "OIDC_ISSUERS": [{"issuer": url, "audience": AUDIENCE}]}):
-        token = jwt.encode({"iss": url, "sub": "x", "aud": AUDIENCE, "exp": time.time() + 60}, signing_key, "RS256")
-        body = assert_problem(bearer(token).get("/api/v1/me"), 401)
-    _clear_validators()
+    with only_issuer(settings, url):
+        body = assert_problem(bearer(bare_token(url, signing_key)).get("/api/v1/me"), 401)
 
     assert "unavailable" in body["detail"]
 
@@ -357,11 +351,8 @@ def test_keys_are_never_fetched_over_plain_http_from_a_remote_host(
     settings: Any, signing_key: rsa.RSAPrivateKey
 ) -> None:
     url = "http://sso.example.com/realms/acme"
-    _clear_validators()
-    with override_settings(AIHUB={**settings.AIHUB, "OIDC_ISSUERS": [{"issuer": url, "audience": AUDIENCE}]}):
-        token = jwt.encode({"iss": url, "sub": "x", "aud": AUDIENCE, "exp": time.time() + 60}, signing_key, "RS256")
-        body = assert_problem(bearer(token).get("/api/v1/me"), 401)
-    _clear_validators()
+    with only_issuer(settings, url):
+        body = assert_problem(bearer(bare_token(url, signing_key)).get("/api/v1/me"), 401)
 
     assert "HTTPS is required" in body["detail"]
 
@@ -460,18 +451,13 @@ def test_a_plug_in_that_crashes_while_validating_is_a_401_not_a_server_error(
 
 
 def test_after_a_failed_discovery_the_issuer_is_not_asked_again_for_a_while(
-    settings: Any, signing_key: rsa.RSAPrivateKey
+    settings: Any, signing_key: rsa.RSAPrivateKey, closed_port: int
 ) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{closed_port}/realms/gone"
-    _clear_validators()
-    with override_settings(AIHUB={**settings.AIHUB, "OIDC_ISSUERS": [{"issuer": url, "audience": AUDIENCE}]}):
-        token = jwt.encode({"iss": url, "sub": "x", "aud": AUDIENCE, "exp": time.time() + 60}, signing_key, "RS256")
+    token = bare_token(url, signing_key)
+    with only_issuer(settings, url):
         first = assert_problem(bearer(token).get("/api/v1/me"), 401)
         second = assert_problem(bearer(token).get("/api/v1/me"), 401)
-    _clear_validators()
 
     assert "Connection refused" in first["detail"] or "unavailable:" in first["detail"]
     assert "retrying shortly" in second["detail"]

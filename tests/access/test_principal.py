@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.core.exceptions import PermissionDenied
@@ -24,6 +25,18 @@ def _member_with_rules(rules: list[str], *, ceiling: list[str] | None = None) ->
     return MembershipFactory.create(tenant=tenant, roles=["custom"])
 
 
+def _principal_of(membership: Membership, **kwargs: Any) -> Principal:
+    """The principal of ``membership``'s user in its tenant."""
+    return principal_for(user=membership.user, tenant_ref=membership.tenant.slug, **kwargs)
+
+
+def _assert_refused(principal: Principal, level: str, resource: str, *ids: str) -> None:
+    """The principal may see but not do this: ``can`` says no and ``require`` is a 403, not a 404."""
+    assert not principal.can(level, resource, *ids)
+    with pytest.raises(PermissionDenied):
+        principal.require(level, resource, *ids)
+
+
 def _oauth2_token(user: object, *, scope: str) -> AccessToken:
     application = Application.objects.create(
         name="frontend",
@@ -43,7 +56,7 @@ def _oauth2_token(user: object, *, scope: str) -> AccessToken:
 
 
 def test_a_slug_resolves_to_the_callers_membership_with_its_rules(membership: Membership) -> None:
-    principal = principal_for(user=membership.user, tenant_ref=membership.tenant.slug)
+    principal = _principal_of(membership)
 
     assert principal.tenant == membership.tenant
     assert principal.membership == membership
@@ -106,7 +119,7 @@ def test_an_inactive_tenant_is_invisible_even_to_its_members(membership: Members
     services.tenant_update(tenant=membership.tenant, is_active=False)
 
     with pytest.raises(Http404):
-        principal_for(user=membership.user, tenant_ref=membership.tenant.slug)
+        _principal_of(membership)
     with pytest.raises(Http404):
         principal_for(user=membership.user, tenant_ref="active")
 
@@ -135,7 +148,7 @@ def test_a_tenant_restricted_token_resolves_active_to_its_tenant_and_refuses_oth
 
 
 def test_require_is_not_found_when_the_caller_may_not_even_see() -> None:
-    principal = principal_for(user=(m := _member_with_rules(["aihub.user.agents.>"])).user, tenant_ref=m.tenant.slug)
+    principal = _principal_of(_member_with_rules(["aihub.user.agents.>"]))
 
     with pytest.raises(Http404):
         principal.require("user", "roles")
@@ -144,7 +157,7 @@ def test_require_is_not_found_when_the_caller_may_not_even_see() -> None:
 
 
 def test_require_is_forbidden_when_the_caller_may_see_but_not_change(membership: Membership) -> None:
-    principal = principal_for(user=membership.user, tenant_ref=membership.tenant.slug)
+    principal = _principal_of(membership)
 
     principal.require("user", "roles")
     with pytest.raises(PermissionDenied):
@@ -152,7 +165,7 @@ def test_require_is_forbidden_when_the_caller_may_see_but_not_change(membership:
 
 
 def test_require_passes_an_admin(admin_membership: Membership) -> None:
-    principal = principal_for(user=admin_membership.user, tenant_ref=admin_membership.tenant.slug)
+    principal = _principal_of(admin_membership)
 
     principal.require("admin", "roles")
     principal.require("user", "agents", "support-bot")
@@ -160,30 +173,27 @@ def test_require_passes_an_admin(admin_membership: Membership) -> None:
 
 def test_the_tenant_ceiling_caps_every_role() -> None:
     membership = _member_with_rules(["aihub.admin.>"], ceiling=["aihub.user.>", "aihub.admin.agents.>"])
-    principal = principal_for(user=membership.user, tenant_ref=membership.tenant.slug)
+    principal = _principal_of(membership)
 
     assert principal.ceiling == ("aihub.user.>", "aihub.admin.agents.>")
     assert principal.can("admin", "agents", "bot")
     assert principal.can("user", "roles")
-    assert not principal.can("admin", "roles")
-    with pytest.raises(PermissionDenied):
-        principal.require("admin", "members")
+    _assert_refused(principal, "admin", "roles")
+    _assert_refused(principal, "admin", "members")
 
 
 def test_a_read_only_oauth2_token_never_reaches_the_admin_level(admin_membership: Membership) -> None:
     token = _oauth2_token(admin_membership.user, scope="read")
-    principal = principal_for(user=admin_membership.user, tenant_ref=admin_membership.tenant.slug, auth=token)
+    principal = _principal_of(admin_membership, auth=token)
 
     assert principal.scopes == frozenset({"read"})
     assert principal.can("user", "roles")
-    assert not principal.can("admin", "roles")
-    with pytest.raises(PermissionDenied):
-        principal.require("admin", "roles")
+    _assert_refused(principal, "admin", "roles")
 
 
 def test_a_read_write_oauth2_token_keeps_the_roles_admin_level(admin_membership: Membership) -> None:
     token = _oauth2_token(admin_membership.user, scope="read write")
-    principal = principal_for(user=admin_membership.user, tenant_ref=admin_membership.tenant.slug, auth=token)
+    principal = _principal_of(admin_membership, auth=token)
 
     assert principal.can("admin", "roles")
 
@@ -198,27 +208,27 @@ def _roles_of(principal: Principal) -> list[str]:
 
 def test_visible_narrows_a_queryset_to_the_ids_the_rules_name() -> None:
     membership = _member_with_rules(["aihub.user.roles.viewer", "aihub.admin.roles.member"])
-    principal = principal_for(user=membership.user, tenant_ref=membership.tenant.slug)
+    principal = _principal_of(membership)
 
     assert _roles_of(principal) == ["member", "viewer"]
 
 
 def test_visible_leaves_the_queryset_whole_under_a_wildcard() -> None:
     membership = _member_with_rules(["aihub.user.roles.*"])
-    principal = principal_for(user=membership.user, tenant_ref=membership.tenant.slug)
+    principal = _principal_of(membership)
 
     assert _roles_of(principal) == ["admin", "agent-user", "custom", "knowledge-admin", "member", "viewer"]
 
 
 def test_visible_is_empty_without_any_rule_for_the_resource() -> None:
     membership = _member_with_rules(["aihub.user.agents.>"])
-    principal = principal_for(user=membership.user, tenant_ref=membership.tenant.slug)
+    principal = _principal_of(membership)
 
     assert _roles_of(principal) == []
 
 
 def test_visible_respects_the_ceiling_too() -> None:
     membership = _member_with_rules(["aihub.user.>"], ceiling=["aihub.user.roles.viewer", "aihub.user.agents.>"])
-    principal = principal_for(user=membership.user, tenant_ref=membership.tenant.slug)
+    principal = _principal_of(membership)
 
     assert _roles_of(principal) == ["viewer"]

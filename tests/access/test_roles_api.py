@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from rest_framework.test import APIClient
 
 from aihub.access import services
 from aihub.access.models import AuditEvent, Membership, Role, Tenant
-from tests.access.helpers import assert_invalid, assert_problem
 from tests.factories import MembershipFactory, TenantFactory
+from tests.helpers import DEFAULT_ROLE_NAMES, ClientAs, assert_invalid, assert_problem
 
 pytestmark = pytest.mark.django_db
-
-ClientAs = Callable[..., APIClient]
-DEFAULT_ROLES = ["admin", "agent-user", "knowledge-admin", "member", "viewer"]
 
 
 def roles_url(tenant: Tenant, role: Role | None = None) -> str:
@@ -33,16 +28,6 @@ def snapshot(tenant: Tenant) -> list[tuple[Any, ...]]:
     return list(Role.objects.filter(tenant=tenant).order_by("name").values_list("id", "name", "description", "rules"))
 
 
-@pytest.fixture
-def role_manager(db: None) -> Membership:
-    """Manages roles and members, uses everything, but is not a full admin."""
-    tenant = TenantFactory.create()
-    services.role_create(
-        tenant=tenant, name="role-manager", rules=["aihub.user.>", "aihub.admin.roles", "aihub.admin.members"]
-    )
-    return MembershipFactory.create(tenant=tenant, roles=["role-manager"])
-
-
 # --- Reading ---------------------------------------------------------------------------------------------
 
 
@@ -52,7 +37,7 @@ def test_a_member_lists_the_roles_with_their_rules(client_as: ClientAs, membersh
     assert response.status_code == 200
     body = response.json()
     assert body["total"] == 5
-    assert [r["name"] for r in body["items"]] == DEFAULT_ROLES
+    assert [r["name"] for r in body["items"]] == DEFAULT_ROLE_NAMES
     assert body["items"][3]["rules"] == ["aihub.user.>"]
 
 

@@ -12,21 +12,10 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from aihub.access.models import ApiToken, AuditEvent, Membership
-from tests.factories import ApiTokenFactory, UserFactory
+from tests.factories import PASSWORD, ApiTokenFactory, UserFactory
+from tests.helpers import FORM, assert_problem, bearer
 
 pytestmark = pytest.mark.django_db
-
-PROBLEM = "application/problem+json"
-FORM = "application/x-www-form-urlencoded"
-PASSWORD = "correct-horse-battery-staple"  # what UserFactory sets
-
-
-def assert_problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    return body
 
 
 @pytest.fixture
@@ -179,8 +168,7 @@ def test_a_successful_login_is_not_a_failure(staff_membership: Membership) -> No
 )
 def test_a_failed_token_authentication_is_audited_without_the_secret(membership: Membership, secret: str) -> None:
     token = ApiTokenFactory.create(user=membership.user)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer aih_{token.public_id}_{secret}")
+    client = bearer(f"aih_{token.public_id}_{secret}")
 
     response = client.get("/api/v1/me")
 
@@ -203,8 +191,7 @@ def test_a_failed_token_authentication_is_audited_without_the_secret(membership:
     ],
 )
 def test_a_malformed_token_is_audited_without_any_of_its_secret(db: None, raw: str) -> None:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    client = bearer(raw)
 
     assert_problem(client.get("/api/v1/me"), 401)
 
@@ -215,8 +202,7 @@ def test_a_malformed_token_is_audited_without_any_of_its_secret(db: None, raw: s
 
 def test_failed_token_attempts_name_the_token_that_was_tried(membership: Membership) -> None:
     token = ApiTokenFactory.create(user=UserFactory.create())
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer aih_{token.public_id}_{'B' * 43}")
+    client = bearer(f"aih_{token.public_id}_{'B' * 43}")
 
     client.get("/api/v1/me")
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,12 +15,11 @@ from rest_framework.test import APIClient
 
 from aihub.access import services
 from aihub.access.models import ApiToken, AuditEvent, Membership, Role, Tenant
-from tests.access.helpers import PROBLEM
 from tests.factories import ApiTokenFactory, MembershipFactory, TenantFactory
+from tests.helpers import PROBLEM, ClientAs
 
 pytestmark = pytest.mark.django_db
 
-ClientAs = Callable[..., APIClient]
 Request = tuple[str, str, dict[str, Any] | None]
 B_IDS = ("b_role", "b_admin_role", "b_member", "b_token")
 

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
-from rest_framework.test import APIClient
 
 from aihub.access import services
 from aihub.access.models import AuditEvent, Membership, Role, Tenant
-from tests.access.helpers import assert_invalid, assert_problem, client_for
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
+from tests.helpers import DEFAULT_ROLE_NAMES, ClientAs, assert_invalid, assert_problem, client_for
 
 pytestmark = pytest.mark.django_db
-
-ClientAs = Callable[..., APIClient]
-DEFAULT_ROLES = ["admin", "agent-user", "knowledge-admin", "member", "viewer"]
 
 
 def test_the_list_shows_only_the_callers_tenants_in_the_envelope(client_as: ClientAs) -> None:
@@ -75,7 +69,7 @@ def test_staff_create_a_tenant_and_become_its_admin_with_the_default_roles_seede
     assert response.json()["slug"] == "acme"
     assert response.json()["rule_ceiling"] == ["aihub.>"]
     tenant = Tenant.objects.get(slug="acme")
-    assert sorted(Role.objects.filter(tenant=tenant).values_list("name", flat=True)) == DEFAULT_ROLES
+    assert sorted(Role.objects.filter(tenant=tenant).values_list("name", flat=True)) == DEFAULT_ROLE_NAMES
     assert Role.objects.get(tenant=tenant, name="member").rules == ["aihub.user.>"]
     assert Role.objects.get(tenant=tenant, name="admin").rules == ["aihub.admin.>"]
     membership = Membership.objects.get(tenant=tenant, user=staff)
@@ -90,7 +84,7 @@ def test_the_new_tenant_is_usable_at_once_by_its_creator() -> None:
     response = client.get("/api/v1/acme/roles/")
 
     assert response.status_code == 200
-    assert [r["name"] for r in response.json()["items"]] == DEFAULT_ROLES
+    assert [r["name"] for r in response.json()["items"]] == DEFAULT_ROLE_NAMES
 
 
 def test_non_staff_cannot_create_a_tenant(client_as: ClientAs, admin_membership: Membership) -> None:

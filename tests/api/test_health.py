@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from django.db.utils import load_backend
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from tests.api.helpers import assert_problem
+from tests.helpers import assert_problem
 
 pytestmark = pytest.mark.django_db
 
@@ -21,17 +20,27 @@ QUICK_CHECKS = {"READINESS_TIMEOUT_SECONDS": 0.5}
 
 
 @pytest.fixture
-def closed_port() -> int:
-    """A local TCP port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
 def quick_checks() -> Iterator[None]:
     with override_settings(AIHUB=QUICK_CHECKS):
         yield
+
+
+@pytest.fixture
+def unreachable_channel_layer(closed_port: int) -> dict[str, Any]:
+    """A CHANNEL_LAYERS setting whose Redis does not answer."""
+    return {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [f"redis://127.0.0.1:{closed_port}/0"]},
+        }
+    }
+
+
+@pytest.fixture
+def broker_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Celery prefers the CELERY_BROKER_URL environment variable (set in the services run) to configuration:
+    drop it, so that the test's CELERY_BROKER_URL setting counts."""
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
 
 
 def test_liveness_needs_no_credentials(api_client: APIClient) -> None:
@@ -93,26 +102,18 @@ def test_readiness_is_503_naming_the_database_when_it_is_unreachable(
 
 
 def test_readiness_is_503_naming_the_channel_layer_when_redis_is_unreachable(
-    api_client: APIClient, quick_checks: None, closed_port: int
+    api_client: APIClient, quick_checks: None, unreachable_channel_layer: dict[str, Any]
 ) -> None:
-    unreachable = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [f"redis://127.0.0.1:{closed_port}/0"]},
-        }
-    }
     # Channels drops its cached layers when CHANNEL_LAYERS changes, so the check builds one from this.
-    with override_settings(CHANNEL_LAYERS=unreachable):
+    with override_settings(CHANNEL_LAYERS=unreachable_channel_layer):
         response = api_client.get("/api/v1/health/ready")
 
     _assert_not_ready_because_of(response, "channel_layer")
 
 
 def test_readiness_is_503_naming_the_broker_when_it_is_unreachable(
-    api_client: APIClient, quick_checks: None, closed_port: int, monkeypatch: pytest.MonkeyPatch
+    api_client: APIClient, quick_checks: None, closed_port: int, broker_from_settings: None
 ) -> None:
-    # Celery prefers the CELERY_BROKER_URL environment variable (set in the services run) to configuration.
-    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
     with override_settings(CELERY_BROKER_URL=f"redis://127.0.0.1:{closed_port}/0"):
         response = api_client.get("/api/v1/health/ready")
 
@@ -120,24 +121,17 @@ def test_readiness_is_503_naming_the_broker_when_it_is_unreachable(
 
 
 def test_readiness_recovers_when_the_dependency_comes_back(
-    api_client: APIClient, quick_checks: None, closed_port: int
+    api_client: APIClient, quick_checks: None, unreachable_channel_layer: dict[str, Any]
 ) -> None:
-    unreachable = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [f"redis://127.0.0.1:{closed_port}/0"]},
-        }
-    }
-    with override_settings(CHANNEL_LAYERS=unreachable):
+    with override_settings(CHANNEL_LAYERS=unreachable_channel_layer):
         assert api_client.get("/api/v1/health/ready").status_code == 503
 
     assert api_client.get("/api/v1/health/ready").status_code == 200
 
 
 def test_readiness_reveals_no_credentials_of_the_failing_dependency(
-    api_client: APIClient, quick_checks: None, closed_port: int, monkeypatch: pytest.MonkeyPatch
+    api_client: APIClient, quick_checks: None, closed_port: int, broker_from_settings: None
 ) -> None:
-    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
     with override_settings(CELERY_BROKER_URL=f"redis://:s3cret-password@127.0.0.1:{closed_port}/0"):
         response = api_client.get("/api/v1/health/ready")
 

@@ -10,9 +10,9 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from aihub.access.models import Membership, Tenant
-from tests.api.helpers import assert_problem
 from tests.api.urls import HALF_WRITTEN_SLUG, SECRET_IN_EXCEPTION
 from tests.factories import MembershipFactory
+from tests.helpers import assert_problem
 
 pytestmark = pytest.mark.django_db
 
@@ -224,7 +224,7 @@ def restricted_client(
     membership: Membership, admin_membership: Membership, client_as: Callable[..., APIClient]
 ) -> APIClient:
     """A member of two tenants holding a token restricted to the first."""
-    MembershipFactory(user=membership.user, tenant=admin_membership.tenant, roles=["member"])
+    MembershipFactory.create(user=membership.user, tenant=admin_membership.tenant, roles=["member"])
     return client_as(membership, tenant=membership.tenant)
 
 

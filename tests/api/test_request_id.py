@@ -10,7 +10,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from aihub.context import RequestIdLogFilter, request_id_var
-from tests.api.helpers import assert_problem
+from tests.helpers import assert_problem
 
 pytestmark = pytest.mark.django_db
 

@@ -14,9 +14,10 @@ from django.test import RequestFactory, override_settings
 from rest_framework.request import Request
 from rest_framework.test import APIClient
 
-from aihub.access.models import ApiToken, Membership
+from aihub.access.models import Membership
 from aihub.api.throttling import IpRateThrottle
-from tests.api.helpers import assert_problem
+from tests.factories import IssuedApiToken
+from tests.helpers import assert_problem, bearer
 
 pytestmark = pytest.mark.django_db
 
@@ -148,11 +149,10 @@ def test_with_redis_the_counter_is_shared_between_cache_clients(
     token_limited: None,
     redis_cache: dict[str, Any],
     membership: Membership,
-    token_for: Callable[..., ApiToken],
+    token_for: Callable[..., IssuedApiToken],
 ) -> None:
     token = token_for(membership)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.raw}")  # type: ignore[attr-defined]
+    client = bearer(token.raw)
     assert isinstance(caches["default"], RedisCache)
 
     _hit(client, 3)
