@@ -31,6 +31,7 @@ migrate: install
 
 seed: migrate
 	$(BIN)/python manage.py seed_demo --url http://$(HOST):$(PORT)
+	$(BIN)/python manage.py seed_demo_agents
 
 run: seed
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
