@@ -19,7 +19,7 @@ from django.db.models import Model, Q
 from django.utils import timezone
 
 from aihub.access.models import ApiToken, AuditEvent, ExternalIdentity, Membership, Role, Tenant
-from aihub.access.rules import rules_cover, validate_rule
+from aihub.access.rules import is_granted, permission, rules_cover, validate_rule
 from aihub.conf import aihub_settings
 from aihub.context import client_ip_var, request_id_var
 
@@ -264,6 +264,7 @@ def role_update(
         role.description = description
     role.full_clean(exclude=["rules"])
     role.save()
+    _ensure_tenant_keeps_a_manager(role.tenant, granted_by)
     audit_record(action="role.updated", actor=actor, tenant=role.tenant, target=role, details=details)
     return role
 
@@ -272,7 +273,28 @@ def role_update(
 def role_delete(*, role: Role, granted_by: Principal | None = None, actor: User | None = None) -> None:
     _check_grantable(role.rules, granted_by)
     audit_record(action="role.deleted", actor=actor, tenant=role.tenant, target=role, details={"name": role.name})
+    tenant = role.tenant
     role.delete()
+    _ensure_tenant_keeps_a_manager(tenant, granted_by)
+
+
+def _ensure_tenant_keeps_a_manager(tenant: Tenant, granted_by: Principal | None) -> None:
+    """Refuse an API change that would leave no active member able to manage members and roles.
+
+    Operators (admin, commands: ``granted_by`` is None) may still do it, since they can always repair a tenant.
+    """
+    if granted_by is None:
+        return
+    memberships = Membership.objects.filter(tenant=tenant, user__is_active=True).prefetch_related("roles")
+    ceiling = tenant.rule_ceiling or ()
+    for membership in memberships:
+        rules = [rule for role in membership.roles.all() for rule in role.rules]
+        if all(is_granted(permission("admin", resource), rules=rules, ceiling=ceiling) for resource in _MANAGED):
+            return
+    raise ValidationError({"roles": "This would leave the tenant with no one who can manage its members and roles."})
+
+
+_MANAGED = ("members", "roles")
 
 
 # --- Memberships -----------------------------------------------------------------------------------------
@@ -344,6 +366,7 @@ def membership_set_roles(
     # Both what is taken away and what is given must be within the grantor's own rules.
     _check_roles_grantable([*roles, *membership.roles.all()], granted_by)
     membership.roles.set(roles)
+    _ensure_tenant_keeps_a_manager(membership.tenant, granted_by)
     after = sorted(r.name for r in roles)
     if before != after:
         audit_record(
@@ -372,7 +395,9 @@ def membership_delete(
     _lock_memberships_of(user)
     # Read under the lock: the instance may predate a concurrent switch of the default.
     was_default = Membership.objects.filter(pk=membership.pk, is_default=True).exists()
+    tenant = membership.tenant
     membership.delete()
+    _ensure_tenant_keeps_a_manager(tenant, granted_by)
     if was_default:
         # The next-oldest membership takes over, preferring tenants that are still active.
         successor = Membership.objects.filter(user=user).order_by("-tenant__is_active", "created_at").first()
@@ -387,6 +412,13 @@ def membership_make_default(*, membership: Membership) -> Membership:
     Membership.objects.filter(user=membership.user, is_default=True).exclude(pk=membership.pk).update(is_default=False)
     Membership.objects.filter(pk=membership.pk).update(is_default=True)
     membership.is_default = True
+    audit_record(
+        action="membership.made_default",
+        actor=membership.user,
+        tenant=membership.tenant,
+        target=membership,
+        details={"user": membership.user.get_username()},
+    )
     return membership
 
 
