@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -50,6 +51,11 @@ class AgentClass(ABC):
     def config_schema(cls) -> dict[str, Any]:
         return cls.Config.model_json_schema()
 
+    @classmethod
+    def tool_names(cls) -> tuple[str, ...]:
+        """The tools an instance of this class may be given (a method, so a class can follow the tool registry)."""
+        return cls.supported_tools
+
 
 _BUILT_INS: dict[str, type[AgentClass]] = {}
 
@@ -68,15 +74,31 @@ def _plug_ins() -> dict[str, type[AgentClass]]:
         except Exception:
             logger.exception("agent class plug-in %s failed to load", entry_point.name)
             continue
-        if isinstance(loaded, type) and issubclass(loaded, AgentClass):
-            found[loaded.name] = loaded
-        else:
-            logger.error("agent class plug-in %s is not an AgentClass", entry_point.name)
+        usable = (
+            isinstance(loaded, type)
+            and issubclass(loaded, AgentClass)
+            and not inspect.isabstract(loaded)
+            and isinstance(getattr(loaded, "name", None), str)
+        )
+        if not usable:
+            logger.error("agent class plug-in %s is not a concrete AgentClass with a name", entry_point.name)
+            continue
+        if loaded.name in _BUILT_INS:
+            # A plug-in may not replace a built-in: agents of that class would change behaviour silently.
+            logger.error("agent class plug-in %s is named %r like a built-in; ignored", entry_point.name, loaded.name)
+            continue
+        found[loaded.name] = loaded
     return found
 
 
+def reset_plug_ins() -> None:
+    """Forget the plug-ins found so far; the next lookup reads the entry points again."""
+    _plug_ins.cache_clear()
+
+
 def agent_classes() -> dict[str, type[AgentClass]]:
-    return {**_plug_ins(), **_BUILT_INS}
+    """Every usable class by name, built-ins first, then plug-ins, each group sorted by name."""
+    return {**dict(sorted(_BUILT_INS.items())), **dict(sorted(_plug_ins().items()))}
 
 
 def get_agent_class(name: str) -> type[AgentClass] | None:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import ast
 import inspect
+import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, get_type_hints
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
@@ -109,12 +111,20 @@ def get_tool(name: str) -> Tool | None:
 # --- Built-ins -------------------------------------------------------------------------------------------
 
 
+@cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
 @tool()
 def current_time(context: ToolContext, timezone: str = "UTC") -> str:
     """The current date and time in ISO 8601, in the given IANA time zone (default UTC)."""
+    # Checked against the known names first: ZoneInfo treats the name as a path, so odd names fail as OSErrors.
+    if timezone not in _time_zones():
+        raise ToolError(f"Unknown time zone {timezone[:100]!r}.")
     try:
         zone = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise ToolError(f"Unknown time zone {timezone!r}.") from exc
     return datetime.now(UTC).astimezone(zone).isoformat(timespec="seconds")
 
@@ -160,15 +170,26 @@ def calculator(context: ToolContext, expression: str) -> str:
         raise ToolError("Division by zero.") from exc
     except OverflowError as exc:
         raise ToolError("The result is too large.") from exc
+    # Float arithmetic overflows to inf (and inf - inf is nan) instead of raising.
+    if not math.isfinite(value):
+        raise ToolError("The result is too large.")
     return str(int(value)) if value == int(value) else repr(value)
+
+
+def _context_thread(context: ToolContext) -> Any:
+    from threads.models import Thread
+
+    # The tenant too: a context is only ever built for one tenant, and must not reach into another's threads.
+    thread = Thread.objects.filter(pk=context.thread_id, tenant_id=context.tenant_id).first()
+    if context.thread_id is None or thread is None:
+        raise ToolError("This tool works on a thread's state, and there is no thread.")
+    return thread
 
 
 @tool()
 def get_state(context: ToolContext, key: str | None = None) -> Any:
     """Read the thread's state: one key, or all of it."""
-    from threads.models import Thread
-
-    state = Thread.objects.filter(pk=context.thread_id).values_list("state", flat=True).first() or {}
+    state = _context_thread(context).state or {}
     return state if key is None else state.get(key)
 
 
@@ -176,10 +197,12 @@ def get_state(context: ToolContext, key: str | None = None) -> Any:
 def set_state(context: ToolContext, key: str, value: Any) -> str:
     """Set one key of the thread's state (merged into what is there)."""
     from threads import services as thread_services
-    from threads.models import Thread
 
-    thread = Thread.objects.get(pk=context.thread_id)
     thread_services.thread_state_update(
-        thread=thread, state={key: value}, mode="merge", job_id=context.job_id, agent_id=context.agent_id
+        thread=_context_thread(context),
+        state={key: value},
+        mode="merge",
+        job_id=context.job_id,
+        agent_id=context.agent_id,
     )
     return "ok"

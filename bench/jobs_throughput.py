@@ -102,7 +102,7 @@ def bench_noop(n: int) -> tuple[float, list[float]]:
     client.delete(DONE_KEY)
     started = time.time()
     for _ in range(n):
-        noop.apply_async(args=[time.time()])
+        noop.apply_async(args=(time.time(),))
     while client.llen(DONE_KEY) < n:
         time.sleep(0.01)
     records = [json.loads(item) for item in client.lrange(DONE_KEY, 0, -1)]

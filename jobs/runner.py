@@ -16,9 +16,8 @@ from agents.registry import AgentClass, get_agent_class
 from agents.runtime import AgentRun, Emit, Reply, TurnEnded
 from jobs import services
 from jobs.models import CancelMode, Job, JobStatus
-from threads import services as thread_services
 from threads.events import NewEvent
-from threads.models import Message, MessageRole
+from threads.models import Message
 from threads.selectors import message_list
 
 logger = logging.getLogger(__name__)
@@ -27,15 +26,21 @@ logger = logging.getLogger(__name__)
 class _EventWriter:
     """Persists a run's events in order; ``llm.chunk`` events are batched so a token stream is not a write each.
 
-    Every flush also heartbeats the job and reads back any cancellation request, so one round trip does both.
+    It also keeps the runner in touch with the job's row: a heartbeat every ``JOBS_HEARTBEAT_SECONDS``, and a
+    read of the job's control state (cancellation requested, claim lost) at most every
+    ``JOBS_CHUNK_BATCH_SECONDS``, so that checking for cancellation before every chunk costs no query each.
     """
 
     def __init__(self, job: Job) -> None:
         self.job = job
         self.pending: list[NewEvent] = []
-        self.last_flush = time.monotonic()
-        self.last_heartbeat = time.monotonic()
+        now = time.monotonic()
+        self.last_flush = now
+        self.last_heartbeat = now
+        # Due at once: a job cancelled (or interrupted) between its claim and its first step stops at that step.
+        self.last_check = now - settings.JOBS_CHUNK_BATCH_SECONDS
         self.cancel_requested = ""
+        self.lost = False
 
     def add(self, event: Emit) -> None:
         self.pending.append(NewEvent(event.type, event.data, job_id=self.job.id, agent_id=self.job.agent_id))
@@ -45,16 +50,39 @@ class _EventWriter:
             self.flush()
 
     def flush(self) -> None:
-        if self.pending:
-            thread_services.events_append(thread=self.job.thread, events=self.pending)
-            self.pending = []
+        if self.pending and not self.lost and not services.job_events_append(job=self.job, events=self.pending):
+            self.lost = True
+        self.pending = []
         self.last_flush = time.monotonic()
         if time.monotonic() - self.last_heartbeat >= settings.JOBS_HEARTBEAT_SECONDS:
             self.heartbeat()
 
     def heartbeat(self) -> None:
-        self.cancel_requested = services.job_heartbeat(job=self.job)
+        if not self.lost and not services.job_heartbeat(job=self.job):
+            self.lost = True
         self.last_heartbeat = time.monotonic()
+        self.check()
+
+    def check(self) -> None:
+        """Read the job's control state now."""
+        if not self.lost:
+            control = services.job_control(job=self.job)
+            if control is None:
+                logger.warning("job %s: the claim was lost (re-queued or finished elsewhere); stopping", self.job.id)
+                self.lost = True
+            else:
+                self.cancel_requested = control
+        self.last_check = time.monotonic()
+
+    def check_due(self) -> None:
+        """Flush and read the control state when the last check is older than a batch interval."""
+        if time.monotonic() - self.last_check >= settings.JOBS_CHUNK_BATCH_SECONDS:
+            self.flush()
+            self.check()
+
+    @property
+    def must_stop(self) -> bool:
+        return self.lost or self.cancel_requested == CancelMode.IMMEDIATE
 
 
 def _usage_of(events: list[Emit]) -> dict[str, int]:
@@ -64,15 +92,6 @@ def _usage_of(events: list[Emit]) -> dict[str, int]:
             totals[key] += int(event.data.get("usage", {}).get(key, 0))
     totals["total_tokens"] = totals["input_tokens"] + totals["output_tokens"]
     return totals
-
-
-def _fail(job: Job, detail: str, *, status: int = 500, type_slug: str = "job-failed", usage: Any = None) -> None:
-    services.job_finish(
-        job=job,
-        status=JobStatus.FAILED,
-        error=services.job_fail_problem(job=job, detail=detail, status=status, type_slug=type_slug),
-        usage=usage,
-    )
 
 
 def build_run(job: Job, should_stop: Any) -> tuple[type[AgentClass], AgentRun]:
@@ -109,17 +128,32 @@ def build_run(job: Job, should_stop: Any) -> tuple[type[AgentClass], AgentRun]:
 
 
 def execute(job: Job) -> None:
-    """Run a job that this worker has claimed, to a final state. Never raises for the agent's failures."""
+    """Run a job that this worker has claimed, to a final state. Never raises for the agent's failures.
+
+    A claim that is lost midway (the janitor gave the job to another worker) ends the run without writing
+    anything more: the job belongs to the other attempt now.
+    """
     writer = _EventWriter(job)
 
     def should_stop() -> bool:
-        writer.flush()
-        if not writer.cancel_requested:
-            writer.heartbeat()
-        return writer.cancel_requested == CancelMode.IMMEDIATE
+        writer.check_due()
+        return writer.must_stop
 
     completed: list[Emit] = []
     last_reply: Message | None = None
+
+    def fail(detail: str, *, status: int = 500, type_slug: str = "job-failed") -> None:
+        writer.flush()
+        if writer.lost:
+            return
+        services.job_finish(
+            job=job,
+            status=JobStatus.FAILED,
+            error=services.job_fail_problem(job=job, detail=detail, status=status, type_slug=type_slug),
+            usage=_usage_of(completed),
+            claimed=True,
+        )
+
     try:
         agent_class, run = build_run(job, should_stop)
         for output in agent_class(run).execute():
@@ -129,37 +163,30 @@ def execute(job: Job) -> None:
                     completed.append(output)
             elif isinstance(output, Reply):
                 writer.flush()
-                last_reply = thread_services.message_create(
-                    thread=job.thread,
-                    role=MessageRole.ASSISTANT,
-                    content=output.content,
-                    agent_id=job.agent_id,
-                    job_id=job.id,
-                )
+                last_reply = services.job_reply(job=job, content=output.content) if not writer.lost else None
+                writer.lost = writer.lost or last_reply is None
             elif isinstance(output, TurnEnded):
                 writer.flush()
-                writer.heartbeat()
+                writer.check()
                 if writer.cancel_requested:
                     break
-            if writer.cancel_requested == CancelMode.IMMEDIATE:
+            if writer.must_stop:
                 break
         writer.flush()
-        usage = _usage_of(completed)
-        if writer.cancel_requested:
-            services.job_finish(job=job, status=JobStatus.CANCELLED, usage=usage)
+        if writer.lost:
             return
+        writer.check()
+        usage = _usage_of(completed)
+        # What was complete is kept: an ``after_turn`` cancellation may come after the last reply.
         output_body = {"message": str(last_reply.id), "content": last_reply.content} if last_reply else {}
-        services.job_finish(job=job, status=JobStatus.SUCCEEDED, output=output_body, usage=usage)
+        status = JobStatus.CANCELLED if writer.cancel_requested else JobStatus.SUCCEEDED
+        services.job_finish(job=job, status=status, output=output_body, usage=usage, claimed=True)
     except ProviderError as exc:
-        writer.flush()
-        _fail(job, exc.detail, status=exc.status, type_slug=exc.type_slug, usage=_usage_of(completed))
+        fail(exc.detail, status=exc.status, type_slug=exc.type_slug)
     except (ValidationError, LookupError) as exc:
-        writer.flush()
-        _fail(job, f"The agent's configuration cannot run: {exc}", status=400, type_slug="agent-misconfigured")
+        fail(f"The agent's configuration cannot run: {exc}", status=400, type_slug="agent-misconfigured")
     except SoftTimeLimitExceeded:
-        writer.flush()
-        _fail(job, "The job ran past its time limit.", status=504, type_slug="job-timeout", usage=_usage_of(completed))
+        fail("The job ran past its time limit.", status=504, type_slug="job-timeout")
     except Exception:
         logger.exception("job %s failed", job.id)
-        writer.flush()
-        _fail(job, "The agent failed unexpectedly; quote the job id.", usage=_usage_of(completed))
+        fail("The agent failed unexpectedly; quote the job id.")

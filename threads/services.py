@@ -56,6 +56,8 @@ def events_append(*, thread: Thread, events: Sequence[NewEvent]) -> list[Event]:
         )
         for offset, new in enumerate(events)
     )
+    # The caller's instance keeps up, so a response rendering it shows the new head of the log.
+    thread.last_sequence = first + len(events) - 1
     payloads = [event_payload(event) for event in created]
     transaction.on_commit(lambda: publish(thread_id=thread.pk, tenant_id=thread.tenant_id, payloads=payloads))
     return created

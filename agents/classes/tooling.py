@@ -26,7 +26,11 @@ class ToolsAgent(AgentClass):
     name = "tools"
     description = "A model that calls the agent's tools until it can answer (function calling)."
     Config = ToolsConfig
-    supported_tools = tuple(TOOLS)
+
+    @classmethod
+    def tool_names(cls) -> tuple[str, ...]:
+        # Read when asked, so tools registered after this module (plug-ins) are offered too.
+        return tuple(TOOLS)
 
     def execute(self) -> Iterator[AgentOutput]:
         config: ToolsConfig = self.config

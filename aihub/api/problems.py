@@ -36,6 +36,7 @@ _BY_STATUS: dict[int, tuple[str, str]] = {
     409: ("conflict", "Conflict"),
     413: ("payload-too-large", "Payload too large"),
     415: ("unsupported-media-type", "Unsupported media type"),
+    422: ("unprocessable", "Unprocessable request"),
     429: ("rate-limited", "Too many requests"),
     500: ("server-error", "Internal server error"),
     503: ("unavailable", "Service unavailable"),

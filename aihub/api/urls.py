@@ -5,11 +5,14 @@ from __future__ import annotations
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from agents.api.urls import tenant_urlpatterns as agents_tenant_urls
 from aihub.access.api.urls import tenant_urlpatterns as access_tenant_urls
 from aihub.access.api.urls import urlpatterns as access_urls
 from aihub.api import health
+from jobs.api.urls import tenant_urlpatterns as jobs_tenant_urls
+from threads.api.urls import tenant_urlpatterns as threads_tenant_urls
 
-tenant_urlpatterns = [*access_tenant_urls]
+tenant_urlpatterns = [*access_tenant_urls, *agents_tenant_urls, *jobs_tenant_urls, *threads_tenant_urls]
 
 urlpatterns = [
     path("health", health.LivenessView.as_view(), name="health"),

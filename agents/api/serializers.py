@@ -1,0 +1,219 @@
+"""Agents API bodies. Input serializers only parse; agents.services validates configs, classes and tools."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
+from rest_framework import serializers
+
+from agents.models import Agent, AgentVersion
+from aihub.access.api.serializers import StrictSerializer
+from jobs.api.serializers import ContentField
+from jobs.selectors import JOB_WAIT_MAX_SECONDS
+
+CLASS_EXAMPLE: dict[str, Any] = {
+    "name": "chat",
+    "description": "A model with a system prompt and a window of the conversation.",
+    "needs_model": True,
+    "tools": [],
+    "config_schema": {
+        "type": "object",
+        "title": "ChatConfig",
+        "additionalProperties": False,
+        "properties": {
+            "temperature": {"anyOf": [{"type": "number", "minimum": 0, "maximum": 2}, {"type": "null"}]},
+            "history_window": {"type": "integer", "default": 20, "minimum": 0, "maximum": 500},
+        },
+    },
+}
+
+AGENT_EXAMPLE: dict[str, Any] = {
+    "id": "5a0c8f43-9a6e-4d0e-8f3b-1c2d3e4f5a6b",
+    "slug": "support-bot",
+    "name": "Support bot",
+    "description": "Answers questions about our product.",
+    "class_name": "tools",
+    "config": {"temperature": 0.2, "max_steps": 5, "history_window": 20},
+    "model": "offline/aihub-offline-1",
+    "system_prompt": "You are a friendly support agent.",
+    "tools": ["calculator", "current_time"],
+    "enabled": True,
+    "version": 3,
+    "created_at": "2025-01-01T12:00:00Z",
+    "updated_at": "2025-01-02T08:30:00Z",
+}
+
+
+@extend_schema_serializer(examples=[OpenApiExample("The chat class", value=CLASS_EXAMPLE, response_only=True)])
+class AgentClassSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    needs_model = serializers.BooleanField(help_text="Whether instances need a model id (echo does not).")
+    tools = serializers.ListField(child=serializers.CharField(), help_text="Tools an instance of this class may use.")
+    config_schema = serializers.JSONField(help_text="JSON schema of the `config` of agents of this class.")
+
+
+@extend_schema_serializer(examples=[OpenApiExample("A tools agent", value=AGENT_EXAMPLE, response_only=True)])
+class AgentSerializer(serializers.ModelSerializer):
+    config = serializers.JSONField(help_text="Normalised: every setting of the class's schema, defaults filled in.")
+    tools = serializers.ListField(child=serializers.CharField())
+
+    class Meta:
+        model = Agent
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "description",
+            "class_name",
+            "config",
+            "model",
+            "system_prompt",
+            "tools",
+            "enabled",
+            "version",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class _AgentFields(StrictSerializer):
+    name = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+    class_name = serializers.CharField(max_length=100, help_text="A registered class (GET agents/classes/).")
+    config = serializers.DictField(required=False, help_text="Validated against the class's config schema.")
+    model = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, help_text="<provider>/<model>; empty: the offline model."
+    )
+    system_prompt = serializers.CharField(required=False, allow_blank=True, max_length=100_000)
+    tools = serializers.ListField(child=serializers.CharField(max_length=100), required=False, max_length=100)
+    enabled = serializers.BooleanField(required=False)
+
+
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "A tools agent",
+            request_only=True,
+            value={
+                "slug": "support-bot",
+                "name": "Support bot",
+                "class_name": "tools",
+                "config": {"temperature": 0.2},
+                "model": "offline/aihub-offline-1",
+                "system_prompt": "You are a friendly support agent.",
+                "tools": ["calculator", "current_time"],
+            },
+        )
+    ]
+)
+class AgentCreateSerializer(_AgentFields):
+    slug = serializers.SlugField(max_length=63, help_text="Unique in the tenant; names the agent in URLs and rules.")
+
+
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample("Change the prompt", request_only=True, value={"system_prompt": "Answer in French."}),
+        OpenApiExample("Disable", request_only=True, value={"enabled": False}),
+    ]
+)
+class AgentUpdateSerializer(_AgentFields):
+    class_name = serializers.CharField(max_length=100, required=False)
+
+
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "Version 2",
+            response_only=True,
+            value={
+                "version": 2,
+                "snapshot": {**{k: v for k, v in AGENT_EXAMPLE.items() if k not in ("id", "version")}},
+                "created_by": "alice",
+                "created_at": "2025-01-02T08:30:00Z",
+            },
+        )
+    ]
+)
+class AgentVersionSerializer(serializers.ModelSerializer):
+    snapshot = serializers.JSONField(help_text="The agent's settings as they were in this version.")
+    created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+
+    class Meta:
+        model = AgentVersion
+        fields = ["version", "snapshot", "created_by", "created_at"]
+        read_only_fields = fields
+
+
+class AgentListQuerySerializer(serializers.Serializer):
+    enabled = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample("Arithmetic", request_only=True, value={"arguments": {"expression": "2 * (3 + 4)"}}),
+        OpenApiExample(
+            "Write a thread's state",
+            request_only=True,
+            value={
+                "arguments": {"key": "plan", "value": "premium"},
+                "thread": "7c1d2e3f-1111-4a2b-9c3d-4e5f6a7b8c9d",
+            },
+        ),
+    ]
+)
+class ToolCallSerializer(StrictSerializer):
+    arguments = serializers.DictField(required=False, default=dict, help_text="Checked against the tool's schema.")
+    thread = serializers.UUIDField(
+        required=False, allow_null=True, default=None, help_text="A thread you can see, for tools that use its state."
+    )
+    # DRF's metaclass moves declared fields off the class, so this does not shadow Serializer.context.
+    context = serializers.DictField(  # type: ignore[assignment]
+        required=False, default=dict, help_text="What the tool sees as the request context."
+    )
+
+
+@extend_schema_serializer(examples=[OpenApiExample("A result", response_only=True, value={"output": "14"})])
+class ToolResultSerializer(serializers.Serializer):
+    output = serializers.JSONField(help_text="What the tool returned.")
+
+
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample("On a new thread", request_only=True, value={"content": "Hello, who are you?"}),
+        OpenApiExample(
+            "On a thread, after the job running there",
+            request_only=True,
+            value={
+                "content": [{"type": "text", "text": "And in French?"}],
+                "thread": "7c1d2e3f-1111-4a2b-9c3d-4e5f6a7b8c9d",
+                "busy": "enqueue",
+                "additional_instructions": "Be brief.",
+                "context": {"customer_id": 42},
+            },
+        ),
+    ]
+)
+class AgentMessageSerializer(StrictSerializer):
+    content = ContentField(help_text="The message: a string, or a list of content blocks (text, image, file, ...).")
+    thread = serializers.UUIDField(required=False, allow_null=True, default=None, help_text="Omit for a new thread.")
+    busy = serializers.ChoiceField(
+        choices=["reject", "enqueue", "interrupt"],
+        default="reject",
+        help_text="When the thread has an active job: answer 409, queue behind it, or cancel it.",
+    )
+    additional_instructions = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=20_000, help_text="Added to the system prompt."
+    )
+    context = serializers.DictField(  # type: ignore[assignment]
+        required=False, default=dict, help_text="Visible to tools, never sent to the model."
+    )
+
+
+class WaitQuerySerializer(serializers.Serializer):
+    wait = serializers.BooleanField(required=False, default=False)
+    timeout = serializers.FloatField(required=False, default=30.0, min_value=0, max_value=JOB_WAIT_MAX_SECONDS)

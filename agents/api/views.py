@@ -1,0 +1,359 @@
+"""Agent classes, agent instances and their versions, direct tool calls, and messages to one agent.
+
+Thin: parse, check the caller's rules, call one service or selector, render. Rules name agents by slug:
+``aihub.user.agents.<slug>`` sees and uses an agent, ``aihub.admin.agents.<slug>`` changes it. An agent the caller
+may not see is a 404, exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from agents import selectors, services
+from agents.api import serializers as s
+from agents.models import Agent, AgentVersion
+from agents.registry import AgentClass, agent_classes, get_agent_class
+from agents.selectors import AGENTS_RESOURCE
+from agents.tools import ToolArgumentsInvalid, ToolContext, ToolError, get_tool
+from aihub.access.api.views import TENANT_PARAMETER
+from aihub.access.principal import WRITE_SCOPE
+from aihub.access.rules import Level, granted_ids
+from aihub.api.base import TenantApiView, TenantScopedViewSet, caller
+from aihub.api.problems import PROBLEM_CONTENT_TYPE
+from aihub.api.schema import ProblemSerializer
+from jobs import selectors as job_selectors
+from jobs import services as job_services
+from jobs.api.serializers import JobSummarySerializer
+from jobs.models import Job
+from threads import selectors as thread_selectors
+
+SLUG_PARAMETER = OpenApiParameter("slug", str, OpenApiParameter.PATH, description="The agent's slug.")
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY_MAX_LENGTH = 200
+
+
+def _problem(status_code: int, description: str) -> dict[tuple[int, str], OpenApiResponse]:
+    return {(status_code, PROBLEM_CONTENT_TYPE): OpenApiResponse(ProblemSerializer, description=description)}
+
+
+class ToolFailed(exceptions.APIException):
+    """The tool ran and refused (its own ToolError): the caller's input made sense to us but not to the tool."""
+
+    status_code = 422
+    default_detail = "The tool failed."
+    default_code = "tool_failed"
+
+
+def _class_body(agent_class: type[AgentClass]) -> dict[str, Any]:
+    return {
+        "name": agent_class.name,
+        "description": agent_class.description,
+        "needs_model": agent_class.needs_model,
+        "tools": list(agent_class.tool_names()),
+        "config_schema": agent_class.config_schema(),
+    }
+
+
+def _service_errors(exc: DjangoValidationError) -> exceptions.ValidationError:
+    # Services key errors by field (``config.temperature`` for the class's schema); the problem lists them so.
+    return exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"": exc.messages})
+
+
+# --- Classes ---------------------------------------------------------------------------------------------
+
+
+@extend_schema(parameters=[TENANT_PARAMETER], tags=["agents"])
+class AgentClassListView(TenantApiView):
+    """The agent classes installed (built-ins and plug-ins), with the JSON schema of their config."""
+
+    @extend_schema(responses=s.AgentClassSerializer(many=True), summary="Registered agent classes")
+    def get(self, request: Request, tenant: str) -> Response:
+        self.principal.require("user", AGENTS_RESOURCE)
+        body = [_class_body(agent_class) for agent_class in agent_classes().values()]
+        return Response(s.AgentClassSerializer(body, many=True).data)
+
+
+@extend_schema(
+    parameters=[TENANT_PARAMETER, OpenApiParameter("name", str, OpenApiParameter.PATH, description="The class name.")],
+    tags=["agents"],
+)
+class AgentClassDetailView(TenantApiView):
+    @extend_schema(responses=s.AgentClassSerializer, summary="One agent class and its config schema")
+    def get(self, request: Request, tenant: str, name: str) -> Response:
+        self.principal.require("user", AGENTS_RESOURCE)
+        agent_class = get_agent_class(name)
+        if agent_class is None:
+            raise Http404(f"No agent class {name!r}.")
+        return Response(s.AgentClassSerializer(_class_body(agent_class)).data)
+
+
+# --- Instances -------------------------------------------------------------------------------------------
+
+
+@extend_schema(parameters=[TENANT_PARAMETER], tags=["agents"])
+class AgentViewSet(TenantScopedViewSet):
+    """Agent instances. Every change makes a new immutable version; jobs record the version they ran with."""
+
+    serializer_class = s.AgentSerializer
+    lookup_field = "slug"
+    model = Agent
+
+    def visible_queryset(self) -> Any:
+        return selectors.agent_list(principal=self.principal)
+
+    def _agent(self, slug: str) -> Agent:
+        return selectors.agent_get(principal=self.principal, slug=slug)
+
+    def _may_create_any(self) -> bool:
+        """Whether some rule lets the caller create at least one agent (checked before the body is read)."""
+        principal = self.principal
+        if principal.scopes is not None and WRITE_SCOPE not in principal.scopes:
+            return False
+        ids = granted_ids(Level.ADMIN, AGENTS_RESOURCE, rules=principal.rules, ceiling=principal.ceiling)
+        return ids is None or bool(ids)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("enabled", bool, description="Only enabled (true) or disabled (false) agents."),
+        ],
+        summary="List the agents you can see",
+    )
+    def list(self, request: Request, tenant: str) -> Response:
+        query = s.AgentListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        agents = self.get_queryset()
+        if query.validated_data["enabled"] is not None:
+            agents = agents.filter(enabled=query.validated_data["enabled"])
+        page = self.paginate_queryset(agents)
+        return self.get_paginated_response(s.AgentSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=s.AgentCreateSerializer,
+        responses={201: s.AgentSerializer},
+        summary="Create an agent (version 1)",
+        description="Needs `aihub.admin.agents.<slug>`. The config is validated against the class's schema; "
+        "errors name their path, e.g. `config.temperature`.",
+    )
+    def create(self, request: Request, tenant: str) -> Response:
+        if not self._may_create_any():
+            raise PermissionDenied(f"Your roles do not allow creating agents in tenant {self.principal.tenant.slug}.")
+        data = s.AgentCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        if not self.principal.can("admin", AGENTS_RESOURCE, fields["slug"]):
+            raise PermissionDenied(f"Your roles do not allow creating the agent {fields['slug']!r}.")
+        try:
+            agent = services.agent_create(tenant=self.principal.tenant, created_by=caller(request), **fields)
+        except DjangoValidationError as exc:
+            raise _service_errors(exc) from exc
+        return Response(s.AgentSerializer(agent).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(parameters=[SLUG_PARAMETER], summary="One agent")
+    def retrieve(self, request: Request, tenant: str, slug: str) -> Response:
+        return Response(s.AgentSerializer(self._agent(slug)).data)
+
+    @extend_schema(
+        parameters=[SLUG_PARAMETER],
+        request=s.AgentUpdateSerializer,
+        responses=s.AgentSerializer,
+        summary="Change an agent (a new version)",
+        description="Needs `aihub.admin.agents.<slug>`. A change that alters nothing makes no new version.",
+    )
+    def partial_update(self, request: Request, tenant: str, slug: str) -> Response:
+        self.principal.require("admin", AGENTS_RESOURCE, slug)
+        agent = self._agent(slug)
+        data = s.AgentUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            agent = services.agent_update(agent=agent, updated_by=caller(request), **data.validated_data)
+        except DjangoValidationError as exc:
+            raise _service_errors(exc) from exc
+        return Response(s.AgentSerializer(agent).data)
+
+    @extend_schema(
+        parameters=[SLUG_PARAMETER],
+        responses={204: None, **_problem(409, "The agent has jobs: disable it (PATCH enabled=false) instead.")},
+        summary="Delete an agent that never ran",
+        description="Jobs keep the agent and version they ran with, so an agent with jobs cannot be deleted "
+        "(409); disable it instead.",
+    )
+    def destroy(self, request: Request, tenant: str, slug: str) -> Response:
+        self.principal.require("admin", AGENTS_RESOURCE, slug)
+        services.agent_delete(agent=self._agent(slug))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(parameters=[TENANT_PARAMETER, SLUG_PARAMETER], tags=["agents"])
+class AgentVersionViewSet(TenantScopedViewSet):
+    """An agent's immutable versions, newest first."""
+
+    serializer_class = s.AgentVersionSerializer
+    model = AgentVersion
+
+    def visible_queryset(self) -> Any:
+        agent = selectors.agent_get(principal=self.principal, slug=self.kwargs["slug"])
+        return selectors.agent_version_list(agent=agent)
+
+    @extend_schema(summary="An agent's versions, newest first")
+    def list(self, request: Request, tenant: str, slug: str) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(s.AgentVersionSerializer(page, many=True).data)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("version", int, OpenApiParameter.PATH, description="The version number.")],
+        summary="One version of an agent",
+    )
+    def retrieve(self, request: Request, tenant: str, slug: str, version: int) -> Response:
+        found = self.get_queryset().filter(version=version).first()
+        if found is None:
+            raise Http404(f"Agent {slug!r} has no version {version}.")
+        return Response(s.AgentVersionSerializer(found).data)
+
+
+# --- Tools -----------------------------------------------------------------------------------------------
+
+
+@extend_schema(
+    parameters=[
+        TENANT_PARAMETER,
+        SLUG_PARAMETER,
+        OpenApiParameter("name", str, OpenApiParameter.PATH, description="One of the agent's tools."),
+    ],
+    tags=["agents"],
+)
+class AgentToolCallView(TenantApiView):
+    @extend_schema(
+        request=s.ToolCallSerializer,
+        responses={200: s.ToolResultSerializer, **_problem(422, "The tool ran and failed; `detail` says why.")},
+        summary="Call one of the agent's tools directly",
+        description="For webhooks and tests: the arguments are validated against the tool's JSON schema "
+        "(400 lists the fields, as `arguments.<name>`). Tools that need approval when an agent calls them need "
+        "`aihub.admin.agents.<slug>` to be called directly.",
+    )
+    def post(self, request: Request, tenant: str, slug: str, name: str) -> Response:
+        agent = selectors.agent_get(principal=self.principal, slug=slug)
+        tool = get_tool(name) if name in agent.tools else None
+        if tool is None:
+            raise Http404(f"Agent {slug!r} has no tool {name!r}.")
+        if tool.requires_approval and not self.principal.can("admin", AGENTS_RESOURCE, slug):
+            raise PermissionDenied(f"Tool {name!r} needs approval; calling it directly needs admin rights on {slug!r}.")
+        data = s.ToolCallSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        thread_id = data.validated_data["thread"]
+        if thread_id is not None:
+            thread_id = thread_selectors.thread_get(principal=self.principal, thread_id=thread_id).pk
+        context = ToolContext(
+            tenant_id=self.principal.tenant.pk,
+            thread_id=thread_id,
+            agent_id=agent.pk,
+            user_id=caller(request).pk,
+            context=data.validated_data["context"],
+        )
+        try:
+            output = tool.call(context, data.validated_data["arguments"])
+        except ToolArgumentsInvalid as exc:
+            raise exceptions.ValidationError(
+                {".".join(filter(None, ["arguments", error["field"]])): [error["message"]] for error in exc.errors}
+            ) from exc
+        except ToolError as exc:
+            raise ToolFailed(str(exc)) from exc
+        return Response(s.ToolResultSerializer({"output": output}).data)
+
+
+# --- Messages --------------------------------------------------------------------------------------------
+
+
+WAIT_PARAMETERS = [
+    OpenApiParameter("wait", bool, description="Wait for the job to end (up to `timeout`) and answer its result."),
+    OpenApiParameter(
+        "timeout",
+        float,
+        description=f"Seconds to wait with `wait=true` (default 30, at most {job_selectors.JOB_WAIT_MAX_SECONDS:g}); "
+        "a job still running then is answered with 202.",
+    ),
+    OpenApiParameter(
+        IDEMPOTENCY_KEY_HEADER,
+        str,
+        OpenApiParameter.HEADER,
+        description="Send the same key again (e.g. on a retry) to get the same job instead of a second one.",
+    ),
+]
+
+
+def job_response(job: Job) -> Response:
+    """200 with the result once the job is final, else 202 with where it stands."""
+    code = status.HTTP_200_OK if job.is_final else status.HTTP_202_ACCEPTED
+    return Response(JobSummarySerializer(job).data, status=code)
+
+
+@extend_schema(parameters=[TENANT_PARAMETER, SLUG_PARAMETER], tags=["agents"])
+class AgentMessagesView(TenantApiView):
+    @extend_schema(
+        parameters=WAIT_PARAMETERS,
+        request=s.AgentMessageSerializer,
+        responses={
+            202: OpenApiResponse(JobSummarySerializer, description="The job, queued or running."),
+            200: OpenApiResponse(JobSummarySerializer, description="With `wait=true`: the job, ended."),
+            **_problem(409, "The agent is disabled, or the thread is busy and `busy` is `reject`."),
+        },
+        examples=[
+            OpenApiExample(
+                "Queued",
+                response_only=True,
+                status_codes=["202"],
+                value={
+                    "id": "0f8e5a52-4a51-4b8e-9d53-5b2f0c6f3c11",
+                    "status": "queued",
+                    "thread": "7c1d2e3f-1111-4a2b-9c3d-4e5f6a7b8c9d",
+                    "agent": "support-bot",
+                    "agent_version": 3,
+                    "input_message": "2b3c4d5e-2222-4f60-8a1b-2c3d4e5f6a7b",
+                    "output": {},
+                    "usage": {},
+                    "error": None,
+                    "created_at": "2025-01-01T12:00:00Z",
+                    "started_at": None,
+                    "finished_at": None,
+                },
+            ),
+        ],
+        summary="Talk to one agent",
+        description="Stores the message on the given thread (or a new one) and starts a job of this agent. "
+        "Answers 202 with the job; with `wait=true`, 200 with the result once it ends.",
+    )
+    def post(self, request: Request, tenant: str, slug: str) -> Response:
+        agent = selectors.agent_get(principal=self.principal, slug=slug)
+        query = s.WaitQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        key = request.headers.get(IDEMPOTENCY_KEY_HEADER) or None
+        if key is not None and len(key) > IDEMPOTENCY_KEY_MAX_LENGTH:
+            raise exceptions.ValidationError(
+                {IDEMPOTENCY_KEY_HEADER: f"At most {IDEMPOTENCY_KEY_MAX_LENGTH} characters."}
+            )
+        data = s.AgentMessageSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        body = data.validated_data
+        thread = None
+        if body["thread"] is not None:
+            thread = thread_selectors.thread_get(principal=self.principal, thread_id=body["thread"])
+        job, _created = job_services.job_submit(
+            agent=agent,
+            user=caller(request),
+            content=body["content"],
+            thread=thread,
+            busy=body["busy"],
+            idempotency_key=key,
+            additional_instructions=body["additional_instructions"],
+            context=body["context"],
+        )
+        if query.validated_data["wait"] and not job.is_final:
+            job = job_selectors.job_wait(job_id=job.pk, timeout=query.validated_data["timeout"])
+        return job_response(job)

@@ -1,0 +1,23 @@
+"""Routes of the threads API, under /api/v1/{tenant}/ (DESIGN.md's URL map, slashes included)."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from threads.api.views import ThreadViewSet
+
+thread_list = ThreadViewSet.as_view({"get": "list", "post": "create"})
+thread_detail = ThreadViewSet.as_view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"})
+thread_members = ThreadViewSet.as_view({"get": "members", "post": "members"})
+thread_messages = ThreadViewSet.as_view({"get": "messages", "post": "messages"})
+thread_events = ThreadViewSet.as_view({"get": "events"})
+thread_state = ThreadViewSet.as_view({"get": "state", "patch": "state"})
+
+tenant_urlpatterns = [
+    path("threads/", thread_list, name="thread-list"),
+    path("threads/<uuid:pk>/", thread_detail, name="thread-detail"),
+    path("threads/<uuid:pk>/members/", thread_members, name="thread-members"),
+    path("threads/<uuid:pk>/messages/", thread_messages, name="thread-messages"),
+    path("threads/<uuid:pk>/events/", thread_events, name="thread-events"),
+    path("threads/<uuid:pk>/state", thread_state, name="thread-state"),
+]

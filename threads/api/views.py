@@ -1,0 +1,301 @@
+"""Threads, their members, messages, event log and state. Thin: parse, call one service or selector, render.
+
+Permission resource ``threads``: with aihub.user.threads a caller sees the threads it is a member of, with
+aihub.admin.threads every thread of the tenant; a thread the caller may not see is a 404, never a 403.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from agents.models import Agent
+from agents.selectors import agent_get, agent_list
+from aihub.access.api.views import TENANT_PARAMETER
+from aihub.api.base import TenantScopedViewSet, caller
+from aihub.api.problems import PROBLEM_CONTENT_TYPE
+from aihub.api.schema import ProblemSerializer
+from jobs.models import Job
+from jobs.selectors import job_wait
+from jobs.services import job_submit
+from threads import selectors, services
+from threads.api import serializers as s
+from threads.events import event_payload
+from threads.models import Thread, ThreadMember
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY_MAX_LENGTH = 200
+
+THREAD_ID_PARAMETER = OpenApiParameter("id", uuid.UUID, OpenApiParameter.PATH, description="The thread's id.")
+
+
+def _problem(description: str) -> OpenApiResponse:
+    return OpenApiResponse(ProblemSerializer, description=description)
+
+
+def _parsed(serializer_class: type[Any], data: Any) -> dict[str, Any]:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+@extend_schema(parameters=[TENANT_PARAMETER])
+class ThreadViewSet(TenantScopedViewSet):
+    """Conversations between users and agents, with their history, event log and state."""
+
+    serializer_class = s.ThreadSerializer
+    model = Thread
+
+    def visible_queryset(self) -> Any:
+        return selectors.thread_list(principal=self.principal)
+
+    def get_serializer_class(self) -> Any:
+        # The thread's sub-resources are paginated lists of other things; the browsable API and the schema
+        # generator ask this, so each action names its own item type.
+        return {"members": s.ThreadMemberSerializer, "messages": s.MessageSerializer}.get(
+            self.action, s.ThreadSerializer
+        )
+
+    # --- The thread ---------------------------------------------------------------------------------------
+
+    @extend_schema(
+        summary="Threads the caller takes part in, newest first",
+        parameters=[
+            OpenApiParameter("agent", str, description="Only threads this agent (slug) is a member of."),
+        ],
+    )
+    def list(self, request: Request, tenant: str) -> Response:
+        threads = self.get_queryset()
+        agent_slug = request.query_params.get("agent")
+        if agent_slug:
+            agent = agent_list(principal=self.principal).filter(slug=agent_slug).first()
+            # An agent the caller can't see filters like one without threads: the list says nothing about it.
+            threads = selectors.thread_list(principal=self.principal, agent_id=agent.pk) if agent else threads.none()
+        page = self.paginate_queryset(threads)
+        return self.get_paginated_response(s.ThreadSerializer(page, many=True).data)
+
+    @extend_schema(request=s.ThreadCreateSerializer, responses={201: s.ThreadSerializer}, summary="Start a thread")
+    def create(self, request: Request, tenant: str) -> Response:
+        self.principal.require("user", "threads")
+        data = _parsed(s.ThreadCreateSerializer, request.data)
+        thread = services.thread_create(tenant=self.principal.tenant, created_by=caller(request), **data)
+        return Response(s.ThreadSerializer(thread).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(parameters=[THREAD_ID_PARAMETER])
+    def retrieve(self, request: Request, tenant: str, pk: str) -> Response:
+        return Response(s.ThreadSerializer(self.get_object()).data)
+
+    @extend_schema(
+        parameters=[THREAD_ID_PARAMETER],
+        request=s.ThreadUpdateSerializer,
+        responses=s.ThreadSerializer,
+        summary="Change the title or metadata (recorded as thread.updated)",
+    )
+    def partial_update(self, request: Request, tenant: str, pk: str) -> Response:
+        thread = self.get_object()
+        data = _parsed(s.ThreadUpdateSerializer, request.data)
+        thread = services.thread_update(thread=thread, **data)
+        return Response(s.ThreadSerializer(thread).data)
+
+    @extend_schema(
+        parameters=[THREAD_ID_PARAMETER],
+        responses={204: None},
+        summary="Delete a thread with its messages, events and jobs (its creator or a threads admin)",
+    )
+    def destroy(self, request: Request, tenant: str, pk: str) -> Response:
+        thread = self.get_object()
+        if thread.created_by_id != caller(request).pk and not self.principal.can("admin", "threads"):
+            raise PermissionDenied("Only the thread's creator or a threads admin may delete it.")
+        services.thread_delete(thread=thread)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    # --- Members ------------------------------------------------------------------------------------------
+
+    def _member_body(self, member: ThreadMember, agents: dict[uuid.UUID, Agent]) -> dict[str, Any]:
+        return {
+            "id": member.pk,
+            "kind": "user" if member.user_id else "agent",
+            "user": member.user,
+            "agent": agents.get(member.agent_id) if member.agent_id else None,
+            "added_at": member.added_at,
+        }
+
+    def _agents_of(self, members: Sequence[ThreadMember]) -> dict[uuid.UUID, Agent]:
+        ids = {m.agent_id for m in members if m.agent_id}
+        return {a.pk: a for a in Agent.objects.filter(tenant=self.principal.tenant, pk__in=ids)} if ids else {}
+
+    @extend_schema(
+        parameters=[THREAD_ID_PARAMETER],
+        responses=s.ThreadMemberSerializer(many=True),
+        summary="Users and agents taking part in the thread",
+        methods=["GET"],
+    )
+    @extend_schema(
+        parameters=[THREAD_ID_PARAMETER],
+        request=s.ThreadMemberCreateSerializer,
+        responses={201: s.ThreadMemberSerializer, 200: s.ThreadMemberSerializer},
+        summary="Add a user (a member of the tenant) or an agent; 200 when already a member",
+        methods=["POST"],
+    )
+    def members(self, request: Request, tenant: str, pk: str) -> Response:
+        thread = self.get_object()
+        if request.method == "GET":
+            page = self.paginate_queryset(selectors.thread_member_list(thread=thread))
+            agents = self._agents_of(page or [])
+            body = [self._member_body(member, agents) for member in page or []]
+            return self.get_paginated_response(s.ThreadMemberSerializer(body, many=True).data)
+
+        data = _parsed(s.ThreadMemberCreateSerializer, request.data)
+        members = selectors.thread_member_list(thread=thread)
+        if "agent" in data:
+            agent = agent_get(principal=self.principal, slug=data["agent"])
+            found = members.filter(agent_id=agent.pk).first()
+            member = found or services.thread_member_add(thread=thread, agent_id=agent.pk)
+        else:
+            membership = (
+                self.principal.tenant.memberships.select_related("user")
+                .filter(user__username=data["user"], user__is_active=True)
+                .first()
+            )
+            if membership is None:
+                raise ValidationError({"user": "No active member of this tenant has this username."})
+            found = members.filter(user=membership.user).first()
+            member = found or services.thread_member_add(thread=thread, user=membership.user)
+        rendered = s.ThreadMemberSerializer(self._member_body(member, self._agents_of([member]))).data
+        return Response(rendered, status=status.HTTP_200_OK if found else status.HTTP_201_CREATED)
+
+    # --- Messages -----------------------------------------------------------------------------------------
+
+    @extend_schema(
+        parameters=[THREAD_ID_PARAMETER],
+        responses=s.MessageSerializer(many=True),
+        summary="The thread's messages, oldest first",
+        methods=["GET"],
+    )
+    @extend_schema(
+        parameters=[
+            THREAD_ID_PARAMETER,
+            s.MessagePostQuerySerializer,
+            OpenApiParameter(
+                IDEMPOTENCY_HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                description="Any string up to 200 characters: a retry with the same key returns the first job (200) "
+                "and writes nothing.",
+            ),
+        ],
+        request=s.MessageCreateSerializer,
+        responses={
+            202: OpenApiResponse(s.MessageJobSerializer, description="The job is queued or still running."),
+            200: OpenApiResponse(
+                s.MessageJobSerializer,
+                description="With wait=true: the job ended (output, usage or error filled in). "
+                "Also a retry with an Idempotency-Key already used: the first job, as it stands.",
+            ),
+            (409, PROBLEM_CONTENT_TYPE): _problem(
+                "The thread has an active job and busy is 'reject', or the agent is disabled"
+            ),
+        },
+        summary="Send a message: an agent answers it in a job",
+        description="Stores the message and queues a job of the agent; the answer arrives as events (events/, "
+        "the thread's stream) and in the job. With `wait=true` the request waits up to `timeout` seconds for the "
+        "job to end.",
+        methods=["POST"],
+    )
+    def messages(self, request: Request, tenant: str, pk: str) -> Response:
+        thread = self.get_object()
+        if request.method == "GET":
+            page = self.paginate_queryset(selectors.message_list(thread=thread))
+            return self.get_paginated_response(s.MessageSerializer(page, many=True).data)
+
+        query = _parsed(s.MessagePostQuerySerializer, request.query_params)
+        key = request.headers.get(IDEMPOTENCY_HEADER) or None
+        if key is not None and len(key) > IDEMPOTENCY_KEY_MAX_LENGTH:
+            raise ValidationError({IDEMPOTENCY_HEADER: f"At most {IDEMPOTENCY_KEY_MAX_LENGTH} characters."})
+        data = _parsed(s.MessageCreateSerializer, request.data)
+        agent = self._answering_agent(thread, data.get("agent"))
+        expires_in = data.get("expires_in_seconds")
+        job, created = job_submit(
+            agent=agent,
+            user=caller(request),
+            content=data["content"],
+            thread=thread,
+            busy=data["busy"],
+            idempotency_key=key,
+            additional_instructions=data["additional_instructions"],
+            context=data["context"],
+            expires_at=timezone.now() + timedelta(seconds=expires_in) if expires_in else None,
+        )
+        if query["wait"]:
+            job = job_wait(job_id=job.pk, timeout=query["timeout"])
+        answered = not created or job.is_final
+        return Response(self._job_body(job), status=status.HTTP_200_OK if answered else status.HTTP_202_ACCEPTED)
+
+    def _answering_agent(self, thread: Thread, slug: str | None) -> Agent:
+        """The named agent (it joins the thread), or the thread's only agent when none is named."""
+        if slug:
+            return agent_get(principal=self.principal, slug=slug)
+        agent_ids = [
+            agent_id
+            for agent_id in selectors.thread_member_list(thread=thread).values_list("agent_id", flat=True)
+            if agent_id is not None
+        ]
+        if len(agent_ids) != 1:
+            have = "no agent" if not agent_ids else f"{len(agent_ids)} agents"
+            raise ValidationError({"agent": f"Name the agent to answer: this thread has {have}."})
+        agent = agent_list(principal=self.principal).filter(pk=agent_ids[0]).first()
+        if agent is None:
+            raise ValidationError({"agent": "The thread's agent no longer exists or is not visible to you."})
+        return agent
+
+    def _job_body(self, job: Job) -> Any:
+        first = selectors.event_list(thread=job.thread, job_id=job.pk).values_list("sequence", flat=True).first()
+        context = {"tenant": self.kwargs["tenant"], "events_after": max(0, (first or 1) - 1)}
+        return s.MessageJobSerializer(job, context=context).data
+
+    # --- Events and state ---------------------------------------------------------------------------------
+
+    @extend_schema(
+        parameters=[THREAD_ID_PARAMETER, s.EventQuerySerializer],
+        responses=s.EventPageSerializer,
+        summary="The event log, oldest first, from after the given id",
+        description="Events have gap-free ids per thread. Read on with `after=next_after` while `has_more`.",
+    )
+    def events(self, request: Request, tenant: str, pk: str) -> Response:
+        thread = self.get_object()
+        query = _parsed(s.EventQuerySerializer, request.query_params)
+        after, limit = query["after"], query["limit"]
+        # One row more than asked for tells whether there is a next page without counting the log.
+        rows = list(selectors.event_list(thread=thread, after=after)[: limit + 1])
+        items = [event_payload(event) for event in rows[:limit]]
+        body = {"items": items, "next_after": items[-1]["id"] if items else after, "has_more": len(rows) > limit}
+        return Response(body)
+
+    @extend_schema(
+        parameters=[THREAD_ID_PARAMETER],
+        responses=s.ThreadStateSerializer,
+        summary="The thread's state",
+        methods=["GET"],
+    )
+    @extend_schema(
+        parameters=[THREAD_ID_PARAMETER],
+        request=s.ThreadStateUpdateSerializer,
+        responses=s.ThreadStateSerializer,
+        summary="Merge into or replace the thread's state (recorded as state.updated)",
+        methods=["PATCH"],
+    )
+    def state(self, request: Request, tenant: str, pk: str) -> Response:
+        thread = self.get_object()
+        if request.method == "PATCH":
+            data = _parsed(s.ThreadStateUpdateSerializer, request.data)
+            thread = services.thread_state_update(thread=thread, state=data["state"], mode=data["mode"])
+        return Response({"state": thread.state})
