@@ -394,3 +394,18 @@ def test_a_revoked_oauth2_token_is_refused_with_401(
 
     assert revoked.status_code == 200, revoked.content
     assert_problem(bearer(token).get("/api/v1/me"), 401)
+
+
+@pytest.mark.parametrize("path", ["/o/applications/", "/o/applications/register/", "/o/authorized_tokens/"])
+def test_signed_in_users_cannot_register_oauth2_applications_themselves(path: str) -> None:
+    client = Client()
+    client.force_login(UserFactory.create())
+
+    assert client.get(path).status_code == 404
+
+
+def test_the_authorization_server_metadata_is_published() -> None:
+    response = Client().get("/o/.well-known/oauth-authorization-server")
+
+    assert response.status_code == 200
+    assert response.json()["token_endpoint"].endswith("/o/token/")
