@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -27,9 +29,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _get(url: str) -> tuple[int, dict[str, object]]:
+def _get(url: str, *, body: dict[str, Any] | None = None, token: str = "") -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=20) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
@@ -76,9 +82,17 @@ def _base_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def embedded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server, base = _start_daphne(_base_env(tmp_path_factory))
-    yield base
+def embedded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """The server as `make run` starts it, seeded with the demo tenant, agents and an API token."""
+    env = _base_env(tmp_path_factory)
+    server, base = _start_daphne(env)
+    seeded = subprocess.run(
+        [sys.executable, "manage.py", "seed_demo", "--token"], cwd=REPO, env=env, check=True, capture_output=True
+    )
+    subprocess.run([sys.executable, "manage.py", "seed_demo_agents"], cwd=REPO, env=env, check=True, timeout=60)
+    token = re.search(r"aih_\S+", seeded.stdout.decode())
+    assert token is not None, seeded.stdout
+    yield base, token.group(0)
     _stop(server)
 
 
@@ -105,12 +119,14 @@ def scaled_out_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
-def test_the_embedded_server_answers_liveness(embedded_server: str) -> None:
-    assert _get(f"{embedded_server}/api/v1/health") == (200, {"status": "ok"})
+def test_the_embedded_server_answers_liveness(embedded_server: tuple[str, str]) -> None:
+    base, _token = embedded_server
+    assert _get(f"{base}/api/v1/health") == (200, {"status": "ok"})
 
 
-def test_the_embedded_server_is_ready_with_its_in_process_worker(embedded_server: str) -> None:
-    status, body = _get(f"{embedded_server}/api/v1/health/ready")
+def test_the_embedded_server_is_ready_with_its_in_process_worker(embedded_server: tuple[str, str]) -> None:
+    base, _token = embedded_server
+    status, body = _get(f"{base}/api/v1/health/ready")
 
     assert status == 200, body
     checks = body["checks"]
@@ -119,8 +135,9 @@ def test_the_embedded_server_is_ready_with_its_in_process_worker(embedded_server
     assert all(check["ok"] for check in checks.values())
 
 
-def test_the_embedded_server_answers_unknown_api_routes_with_problem_details(embedded_server: str) -> None:
-    status, body = _get(f"{embedded_server}/api/v1/no/such/route")
+def test_the_embedded_server_answers_unknown_api_routes_with_problem_details(embedded_server: tuple[str, str]) -> None:
+    base, _token = embedded_server
+    status, body = _get(f"{base}/api/v1/no/such/route")
 
     assert status == 404
     assert body["type"] == "urn:aihub:problem:not-found"
@@ -136,3 +153,25 @@ def test_the_scaled_out_server_is_ready_on_postgresql_and_redis(scaled_out_serve
     # No in-process worker: separate `celery worker` processes do the work when a broker is configured.
     assert set(checks) == {"database", "channel_layer", "broker"}
     assert all(check["ok"] for check in checks.values())
+
+
+def test_the_embedded_server_runs_a_demo_agent_job_on_its_in_process_worker(embedded_server: tuple[str, str]) -> None:
+    base, token = embedded_server
+
+    status, job = _get(
+        f"{base}/api/v1/demo/agents/calculator/messages?wait=true&timeout=15",
+        body={"content": "calculate 2 * (3 + 4)"},
+        token=token,
+    )
+
+    assert status == 200, job
+    assert job["status"] == "succeeded"
+    assert job["output"]["content"] == [{"type": "text", "text": "The result is 14."}]
+    status, events = _get(f"{base}/api/v1/demo/threads/{job['thread']}/events/", token=token)
+    assert status == 200
+    sequence = [event["id"] for event in events["items"]]
+    assert sequence == list(range(1, len(sequence) + 1))
+    types = [event["type"] for event in events["items"]]
+    assert types[:3] == ["message.created", "job.queued", "job.started"]
+    assert {"tool.started", "tool.completed"} <= set(types)
+    assert types[-1] == "job.succeeded"
