@@ -33,7 +33,58 @@ class TurnEnded:
     """A turn is complete: where an ``after_turn`` cancellation stops the run."""
 
 
-AgentOutput = Emit | Reply | TurnEnded
+@dataclass(frozen=True)
+class Artifact:
+    """Publish (or, by the same name, update) an artifact of the job: a file, citations, a task list.
+
+    ``kind`` is one of file, citation, task_list, other. ``content`` is the file's bytes (None: no file; an
+    update without content drops the earlier file). The runner stores it and appends ``artifact.updated``; a
+    refused artifact (too large, malformed) becomes an ``agent.error`` event and the run goes on.
+    """
+
+    name: str
+    kind: str = "other"
+    data: dict[str, Any] = field(default_factory=dict)
+    content: bytes | None = None
+    media_type: str = ""
+
+
+@dataclass(frozen=True)
+class AwaitInput:
+    """Pause the run until a person answers ``request``; the class's generator is not resumed afterwards.
+
+    The runner stores ``request`` (shown to clients as the job's ``pending_action``) and ``state`` (whatever the
+    class needs to carry on, JSON-serialisable) and releases the worker; nothing blocks while the job waits.
+    When the client answers, the same job runs again from the start of ``execute`` with ``AgentRun.resume``
+    set: the class picks up from ``state`` instead of starting over. ``request["type"]`` is one of
+    ``RESPONSE_ACTIONS``.
+    """
+
+    request: dict[str, Any]
+    state: dict[str, Any]
+
+
+RESPONSE_ACTIONS: dict[str, frozenset[str]] = {
+    # {"type": "tool_approval", "tool_call": {"id", "name", "arguments"}}: a tool that needs a person's approval.
+    "tool_approval": frozenset({"approve", "reject", "tool_output"}),
+    # {"type": "input", "prompt": "..."}: the agent asks the user for text.
+    "input": frozenset({"text"}),
+}
+"""What a client may answer to each type of request."""
+
+
+@dataclass(frozen=True)
+class Resume:
+    """A paused run coming back: the request it made, the client's answer, and the state it saved."""
+
+    request: dict[str, Any]
+    # {"action": "approve"} | {"action": "reject", "reason": "..."} | {"action": "tool_output", "output": ...}
+    # | {"action": "text", "text": "..."}
+    response: dict[str, Any]
+    state: dict[str, Any]
+
+
+AgentOutput = Emit | Reply | TurnEnded | AwaitInput | Artifact
 
 
 @dataclass
@@ -59,6 +110,11 @@ class AgentRun:
     user_id: int | None = None
     # The runner's cancellation check for `immediate`; agents call it between steps.
     should_stop: Callable[[], bool] = lambda: False
+    # The runner's publisher for tools (see agents.tools.ToolContext.publish_artifact): stores the artifact at
+    # once and returns its summary, or raises ValueError saying why it was refused. None outside a job.
+    publish_artifact: Callable[[Artifact], dict[str, Any]] | None = None
+    # Set when the run continues after an ``AwaitInput`` was answered.
+    resume: Resume | None = None
 
 
 @dataclass

@@ -2,6 +2,14 @@
 
 A tool's first parameter is the :class:`ToolContext`; the others become its JSON-schema arguments, validated
 by pydantic before the call. Built-ins are safe on a server: no file system, no network, no shell.
+
+Publishing artifacts: a tool returns one value to the model, and only an agent class yields outputs to the
+runner, so a tool publishes through its context instead: ``context.publish_artifact(name=..., ...)``. Within a
+job the runner hands the agent class a publisher (``AgentRun.publish_artifact``) that the class puts into the
+context; it stores the artifact at once (through ``jobs.services.artifact_publish``, which appends
+``artifact.updated``) and returns its summary, so the event sits between the tool's ``tool.started`` and
+``tool.completed``. A refusal (too large, malformed) is a ``ToolError``: the model reads why, as for any tool
+failure. Outside a job (a direct tool call) there is no publisher and publishing is a ``ToolError`` too.
 """
 
 from __future__ import annotations
@@ -31,6 +39,28 @@ class ToolContext:
     user_id: Any = None
     # The request's `context`: visible to tools, never sent to the model.
     context: dict[str, Any] = field(default_factory=dict)
+    # The job's artifact publisher (agents.runtime.AgentRun.publish_artifact); None outside a job.
+    publisher: Callable[[Any], dict[str, Any]] | None = None
+
+    def publish_artifact(
+        self,
+        *,
+        name: str,
+        kind: str = "other",
+        data: dict[str, Any] | None = None,
+        content: bytes | None = None,
+        media_type: str = "",
+    ) -> dict[str, Any]:
+        """Publish (or update, by name) an artifact of the running job; returns its summary."""
+        from agents.runtime import Artifact
+
+        if self.publisher is None:
+            raise ToolError("Artifacts can only be published while a job runs.")
+        artifact = Artifact(name=name, kind=kind, data=data or {}, content=content, media_type=media_type)
+        try:
+            return self.publisher(artifact)
+        except ValueError as exc:
+            raise ToolError(f"The artifact {name[:100]!r} was refused: {exc}") from exc
 
 
 class ToolError(Exception):
@@ -206,3 +236,19 @@ def set_state(context: ToolContext, key: str, value: Any) -> str:
         agent_id=context.agent_id,
     )
     return "ok"
+
+
+@tool()
+def publish_note(context: ToolContext, title: str, text: str) -> dict[str, Any]:
+    """Publish a text note as a file artifact of the job, downloadable by the user; the same title updates it."""
+    title = title.strip()
+    if not title or len(title) > 200:
+        raise ToolError("A note needs a title of 1 to 200 characters.")
+    published = context.publish_artifact(
+        name=title,
+        kind="file",
+        data={"title": title},
+        content=text.encode(),
+        media_type="text/plain; charset=utf-8",
+    )
+    return {"artifact": published["id"], "name": published["name"], "size": published["size"]}

@@ -19,6 +19,11 @@ DEFAULTS: dict[str, Any] = {
     "MAX_PAGE_SIZE": 200,
     "PROBLEM_PATH_PREFIXES": ["/api/"],
     "READINESS_TIMEOUT_SECONDS": 2.0,
+    # Live streams (threads.consumers, threads.sse).
+    "WS_AUTH_TIMEOUT_SECONDS": 5.0,
+    "WS_MAX_FRAME_BYTES": 64 * 1024,
+    "SSE_KEEPALIVE_SECONDS": 15.0,
+    "STREAM_POLL_SECONDS": 5.0,
 }
 
 

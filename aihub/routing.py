@@ -4,4 +4,6 @@ from __future__ import annotations
 
 from django.urls import URLPattern
 
-websocket_urlpatterns: list[URLPattern] = []
+from threads.routing import websocket_urlpatterns as threads_websocket_urls
+
+websocket_urlpatterns: list[URLPattern] = [*threads_websocket_urls]

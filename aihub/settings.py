@@ -179,6 +179,8 @@ JOBS_CHUNK_BATCH_SIZE = env.int("JOBS_CHUNK_BATCH_SIZE", default=16)
 JOBS_CHUNK_BATCH_SECONDS = env.float("JOBS_CHUNK_BATCH_SECONDS", default=0.1)
 JOBS_SOFT_TIME_LIMIT_SECONDS = env.int("JOBS_SOFT_TIME_LIMIT_SECONDS", default=600)
 JOBS_TIME_LIMIT_SECONDS = env.int("JOBS_TIME_LIMIT_SECONDS", default=660)
+# The largest artifact (file content, or its data as JSON) a job may publish.
+JOBS_ARTIFACT_MAX_BYTES = env.int("JOBS_ARTIFACT_MAX_BYTES", default=10 * 1024 * 1024)
 
 # --- Auth ------------------------------------------------------------------------------------------------
 
@@ -214,6 +216,9 @@ AIHUB: dict[str, Any] = {
     },
     "PAGE_SIZE": 50,
     "MAX_PAGE_SIZE": 200,
+    # Live streams: a WebSocket without credentials must send its auth frame this soon; SSE comment interval.
+    "WS_AUTH_TIMEOUT_SECONDS": env.float("AIHUB_WS_AUTH_TIMEOUT_SECONDS", default=5.0),
+    "SSE_KEEPALIVE_SECONDS": env.float("AIHUB_SSE_KEEPALIVE_SECONDS", default=15.0),
 }
 
 # --- API -------------------------------------------------------------------------------------------------

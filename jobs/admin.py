@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -11,11 +12,36 @@ from rest_framework.exceptions import APIException
 
 from aihub.access.admin import ReadOnlyModelAdmin
 from jobs import services
-from jobs.models import CancelMode, Job
+from jobs.models import Artifact, CancelMode, Job
+
+
+class ArtifactInline(admin.TabularInline):
+    """What the job published, read-only: artifacts are written by the job's runner alone."""
+
+    model = Artifact
+    fields = ("name", "kind", "media_type", "size", "stored_file", "data", "updated_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    @admin.display(description="file")
+    def stored_file(self, artifact: Artifact) -> str:
+        # The path in storage, not a link: media is not served; the API's content route is the download.
+        return artifact.file.name if artifact.file else "-"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Job)
 class JobAdmin(ReadOnlyModelAdmin):
+    inlines = (ArtifactInline,)
     list_display = ("id", "status", "agent", "tenant", "thread", "attempts", "created_at", "finished_at")
     list_filter = ("status", "tenant", "agent")
     list_select_related = ("agent", "tenant", "thread")

@@ -59,6 +59,12 @@ class Job(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    # While the job is in requires_action, what it waits for: {"type": "tool_approval", "tool_call": {"id",
+    # "name", "arguments"}, "requested_at"} or {"type": "input", "prompt", "requested_at"}; NULL otherwise.
+    pending_action = models.JSONField(null=True, blank=True)
+    # What the agent class saved to carry on after the answer ({"state": ...}, then "request" and "response"
+    # once answered). Internal to the runner and the class; cleared when the job ends.
+    resume_state = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -80,3 +86,39 @@ class Job(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+
+class ArtifactKind(models.TextChoices):
+    FILE = "file"
+    CITATION = "citation"
+    TASK_LIST = "task_list"
+    OTHER = "other"
+
+
+def artifact_upload_to(artifact: Artifact, filename: str) -> str:
+    # Named by the artifact's id, never by what the agent called it: agent-chosen names stay out of paths.
+    return f"artifacts/{artifact.job_id}/{artifact.id}-{uuid.uuid4().hex[:8]}"
+
+
+class Artifact(models.Model):
+    """Something a job published (a file, citations, a task list); the agent updates it by name."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="artifacts")
+    kind = models.CharField(max_length=16, choices=ArtifactKind.choices, default=ArtifactKind.OTHER)
+    name = models.CharField(max_length=200)
+    data = models.JSONField(default=dict, blank=True)
+    file = models.FileField(upload_to=artifact_upload_to, max_length=300, blank=True)
+    media_type = models.CharField(max_length=200, blank=True)
+    # Bytes of the file; 0 without one.
+    size = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "name"]
+        constraints = [models.UniqueConstraint(fields=["job", "name"], name="artifact_unique_name_per_job")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name!r} of job {self.job_id}"

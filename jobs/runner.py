@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from pydantic import ValidationError
 
 from agents.models import AgentVersion
 from agents.providers.base import ProviderError
 from agents.registry import AgentClass, get_agent_class
-from agents.runtime import AgentRun, Emit, Reply, TurnEnded
+from agents.runtime import AgentRun, AwaitInput, Emit, Reply, Resume, TurnEnded
+from agents.runtime import Artifact as ArtifactOutput
 from jobs import services
 from jobs.models import CancelMode, Job, JobStatus
 from threads.events import NewEvent
@@ -124,7 +127,51 @@ def build_run(job: Job, should_stop: Any) -> tuple[type[AgentClass], AgentRun]:
         context=job.input.get("context", {}),
         user_id=job.created_by_id,
         should_stop=should_stop,
+        resume=_resume_of(job),
     )
+
+
+def _resume_of(job: Job) -> Resume | None:
+    """The answered request a paused job resumes with (kept until the job ends, so a retry resumes too)."""
+    saved = job.resume_state or {}
+    if "response" not in saved:
+        return None
+    return Resume(request=saved.get("request", {}), response=saved["response"], state=saved.get("state", {}))
+
+
+def _publish(job: Job, writer: _EventWriter, artifact: ArtifactOutput) -> dict[str, Any]:
+    """Store an artifact of the running job now, after the events before it; its summary, or ValueError."""
+    writer.flush()
+    try:
+        stored = (
+            None
+            if writer.lost
+            else services.artifact_publish(
+                job=job,
+                name=artifact.name,
+                kind=artifact.kind,
+                data=artifact.data,
+                content=artifact.content,
+                media_type=artifact.media_type,
+                claimed=True,
+            )
+        )
+    except DjangoValidationError as exc:
+        raise ValueError(" ".join(exc.messages)) from exc
+    if stored is None:
+        writer.lost = True
+        raise ValueError("The job is no longer running here.")
+    return services.artifact_summary(stored)
+
+
+def _publish_or_report(job: Job, writer: _EventWriter, artifact: ArtifactOutput) -> None:
+    """An agent's artifact output: a refusal is recorded as an ``agent.error`` event and the run goes on."""
+    try:
+        _publish(job, writer, artifact)
+    except ValueError as exc:
+        if not writer.lost:
+            detail = {"type": "artifact-refused", "name": artifact.name[:200], "detail": str(exc)}
+            writer.add(Emit("agent.error", detail))
 
 
 def execute(job: Job) -> None:
@@ -139,7 +186,8 @@ def execute(job: Job) -> None:
         writer.check_due()
         return writer.must_stop
 
-    completed: list[Emit] = []
+    # A resumed job's usage so far was stored when it paused; this run adds to it.
+    completed: list[Emit] = [Emit("llm.completed", {"usage": job.usage})] if job.resume_state and job.usage else []
     last_reply: Message | None = None
 
     def fail(detail: str, *, status: int = 500, type_slug: str = "job-failed") -> None:
@@ -156,6 +204,7 @@ def execute(job: Job) -> None:
 
     try:
         agent_class, run = build_run(job, should_stop)
+        run.publish_artifact = partial(_publish, job, writer)
         for output in agent_class(run).execute():
             if isinstance(output, Emit):
                 writer.add(output)
@@ -165,11 +214,24 @@ def execute(job: Job) -> None:
                 writer.flush()
                 last_reply = services.job_reply(job=job, content=output.content) if not writer.lost else None
                 writer.lost = writer.lost or last_reply is None
+            elif isinstance(output, ArtifactOutput):
+                _publish_or_report(job, writer, output)
             elif isinstance(output, TurnEnded):
                 writer.flush()
                 writer.check()
                 if writer.cancel_requested:
                     break
+            elif isinstance(output, AwaitInput):
+                # What was complete is persisted; the job then waits in requires_action and this worker is free.
+                # A cancellation asked for meanwhile wins over pausing (it ends the job below).
+                writer.flush()
+                writer.check()
+                if not writer.lost and not writer.cancel_requested:
+                    request, state = output.request, output.state
+                    if services.job_await(job=job, request=request, state=state, usage=_usage_of(completed)):
+                        return
+                    writer.check()
+                break
             if writer.must_stop:
                 break
         writer.flush()

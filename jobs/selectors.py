@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from django.db.models import QuerySet
 from django.http import Http404
 
-from jobs.models import FINAL_STATUSES, Job
+from jobs.models import FINAL_STATUSES, Artifact, Job
 from threads.selectors import thread_list
 
 if TYPE_CHECKING:
@@ -58,3 +58,15 @@ def job_get(*, principal: Principal, job_id: uuid.UUID | str) -> Job:
     if job is None:
         raise Http404("No such job.")
     return job
+
+
+def artifact_list(*, job: Job) -> QuerySet[Artifact]:
+    """What the job published, oldest first (callers have already checked they may see the job)."""
+    return Artifact.objects.filter(job=job).select_related("tenant").order_by("created_at", "name")
+
+
+def artifact_get(*, job: Job, artifact_id: uuid.UUID | str) -> Artifact:
+    artifact = artifact_list(job=job).filter(pk=artifact_id).first()
+    if artifact is None:
+        raise Http404("No such artifact.")
+    return artifact

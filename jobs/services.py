@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from datetime import datetime, timedelta
 from functools import partial
@@ -9,13 +11,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, QuerySet
+from django.urls import reverse
 from django.utils import timezone
 
 from agents.models import Agent
+from agents.runtime import RESPONSE_ACTIONS
 from aihub.api.problems import Conflict, problem
-from jobs.models import ACTIVE_STATUSES, FINAL_STATUSES, CancelMode, Job, JobStatus
+from jobs.models import ACTIVE_STATUSES, FINAL_STATUSES, Artifact, ArtifactKind, CancelMode, Job, JobStatus
 from threads import services as thread_services
 from threads.content import text_of, validate_content
 from threads.events import EventType, NewEvent
@@ -62,7 +67,17 @@ class _AlreadySubmitted(Exception):
         self.job = job
 
 
-def _earlier_submission(*, agent: Agent, user: User, idempotency_key: str | None) -> Job | None:
+def _earlier_submission(
+    *, agent: Agent, user: User, idempotency_key: str | None, job_id: uuid.UUID | None = None
+) -> Job | None:
+    if job_id is not None:
+        earlier = Job.objects.select_related("agent", "thread").filter(pk=job_id).first()
+        if earlier is not None:
+            # A retry is the same caller asking the same agent; anything else reusing the id is a mistake (or a
+            # guess), and must neither start a job nor see someone else's.
+            if (earlier.tenant_id, earlier.created_by_id, earlier.agent_id) != (agent.tenant_id, user.pk, agent.pk):
+                raise Conflict(f"The job id {job_id} is already taken by another request.")
+            return earlier
     if not idempotency_key:
         return None
     return (
@@ -83,14 +98,16 @@ def job_submit(
     additional_instructions: str = "",
     context: dict[str, Any] | None = None,
     expires_at: datetime | None = None,
+    job_id: uuid.UUID | None = None,
 ) -> tuple[Job, bool]:
     """Store the user's message and a queued job for it; returns (job, created).
 
     With an idempotency key already used by this user in this tenant, the earlier job is returned and nothing
-    is written. The busy-thread decision is made under the thread's row lock, so two concurrent messages with
-    ``reject`` give exactly one job.
+    is written. So too with a client-chosen ``job_id`` that this user already used for this agent; the same id
+    used by someone else, or for another agent, is a Conflict. The busy-thread decision is made under the
+    thread's row lock, so two concurrent messages with ``reject`` give exactly one job.
     """
-    earlier = _earlier_submission(agent=agent, user=user, idempotency_key=idempotency_key)
+    earlier = _earlier_submission(agent=agent, user=user, idempotency_key=idempotency_key, job_id=job_id)
     if earlier is not None:
         return earlier, False
     if thread is not None and thread.tenant_id != agent.tenant_id:
@@ -106,13 +123,14 @@ def job_submit(
             additional_instructions=additional_instructions,
             context=context or {},
             expires_at=expires_at,
+            job_id=job_id,
         )
     except _AlreadySubmitted as taken:
         return taken.job, False
     except IntegrityError:
         # The same key won a race on another connection a moment ago; our transaction (savepoint) is undone,
         # so reading its job is safe here, outside it.
-        earlier = _earlier_submission(agent=agent, user=user, idempotency_key=idempotency_key)
+        earlier = _earlier_submission(agent=agent, user=user, idempotency_key=idempotency_key, job_id=job_id)
         if earlier is None:
             raise
         return earlier, False
@@ -131,6 +149,7 @@ def _submit(
     additional_instructions: str,
     context: dict[str, Any],
     expires_at: datetime | None,
+    job_id: uuid.UUID | None = None,
 ) -> Job:
     if not agent.enabled:
         raise Conflict(f"Agent {agent.slug!r} is disabled.")
@@ -142,7 +161,7 @@ def _submit(
     locked = Thread.objects.select_for_update().get(pk=thread.pk)
     # Again under the lock: a retry of the same request to the same thread waited here for the first one, which
     # has committed by now; it gets that job instead of a 409 from the busy check below.
-    earlier = _earlier_submission(agent=agent, user=user, idempotency_key=idempotency_key)
+    earlier = _earlier_submission(agent=agent, user=user, idempotency_key=idempotency_key, job_id=job_id)
     if earlier is not None:
         raise _AlreadySubmitted(earlier)
     thread_services.thread_member_add(thread=locked, agent_id=agent.id)
@@ -155,6 +174,7 @@ def _submit(
 
     message = thread_services.message_create(thread=locked, role=MessageRole.USER, content=blocks, author=user)
     job = Job.objects.create(
+        id=job_id or uuid.uuid4(),
         tenant=agent.tenant,
         thread=locked,
         agent=agent,
@@ -290,6 +310,9 @@ def job_finish(
         changes["usage"] = usage
     if error is not None:
         changes["error"] = error
+    # A final job waits for nothing and will not resume (its request stays in the job.requires_action event).
+    changes["pending_action"] = None
+    changes["resume_state"] = None
     _lock_thread(job.thread_id)
     rows = _owned(job) if claimed else Job.objects.filter(pk=job.pk).exclude(status__in=FINAL_STATUSES)
     if not rows.update(**changes):
@@ -303,6 +326,84 @@ def job_finish(
     thread_services.events_append(thread=job.thread, events=[_job_event(job, _FINAL_EVENT[status], **data)])
     transaction.on_commit(partial(job_start_next, thread_id=job.thread_id))
     return True
+
+
+@transaction.atomic
+def job_await(*, job: Job, request: dict[str, Any], state: dict[str, Any], usage: dict[str, Any]) -> bool:
+    """Pause a running job until a person answers ``request``: requires_action, with the request and the
+    agent's ``state`` stored on the job and a ``job.requires_action`` event; the worker is then free.
+
+    Only while this runner's claim holds and no cancellation was asked for; False otherwise (the runner then
+    honours the cancellation, or stops because its claim is lost).
+    """
+    if request.get("type") not in RESPONSE_ACTIONS:
+        raise ValueError(f"Unknown request type {request.get('type')!r}; expected one of {sorted(RESPONSE_ACTIONS)}.")
+    pending = {**request, "requested_at": timezone.now().isoformat()}
+    _lock_thread(job.thread_id)
+    paused = (
+        _owned(job)
+        .filter(cancel_requested="")
+        .update(
+            status=JobStatus.REQUIRES_ACTION,
+            pending_action=pending,
+            resume_state={"state": state},
+            usage=usage,
+            worker="",
+            # No heartbeat while nobody runs it: the janitor's stale-worker repair only looks at running jobs.
+            heartbeat_at=None,
+        )
+    )
+    if not paused:
+        return False
+    job.refresh_from_db()
+    thread_services.events_append(
+        thread=job.thread, events=[_job_event(job, EventType.JOB_REQUIRES_ACTION, pending_action=pending)]
+    )
+    return True
+
+
+@transaction.atomic
+def job_respond(*, job: Job, user: User | None, response: dict[str, Any]) -> Job:
+    """Answer a job waiting in requires_action and queue it to resume: the same job carries on.
+
+    ``response`` is ``{"action": ...}`` with the action's fields (see ``agents.runtime.Resume``). A job that
+    is not waiting (never was, already answered, ended) is a 409; an action that does not fit the request is a
+    ValidationError. The conditional update makes two concurrent answers give exactly one resume.
+    """
+    _lock_thread(job.thread_id)
+    locked = Job.objects.select_for_update().select_related("agent", "thread").get(pk=job.pk)
+    if locked.status != JobStatus.REQUIRES_ACTION or not locked.pending_action:
+        raise Conflict(f"The job is not waiting for a response ({locked.status}).")
+    if locked.expires_at is not None and locked.expires_at <= timezone.now():
+        # It would be expired at its claim anyway; say so now rather than accept an answer that goes nowhere.
+        raise Conflict("The job expired while waiting for a response.")
+    request = {k: v for k, v in locked.pending_action.items() if k != "requested_at"}
+    allowed = RESPONSE_ACTIONS.get(request.get("type", ""), frozenset())
+    if response.get("action") not in allowed:
+        raise ValidationError(
+            {"action": f"The job waits for {request.get('type')!r}; answer with one of: {', '.join(sorted(allowed))}."}
+        )
+    resume_state = {
+        **(locked.resume_state or {}),
+        "request": request,
+        "response": response,
+        "responded_by": user.pk if user is not None else None,
+        "responded_at": timezone.now().isoformat(),
+    }
+    Job.objects.filter(pk=locked.pk, status=JobStatus.REQUIRES_ACTION).update(
+        status=JobStatus.QUEUED,
+        pending_action=None,
+        resume_state=resume_state,
+        # attempts counts claims (it tells one claim's runner from the next), so the resumed run's claim adds
+        # one; the retry budget for lost workers stays what it was.
+        max_attempts=F("max_attempts") + 1,
+    )
+    locked.refresh_from_db()
+    thread_services.events_append(
+        thread=locked.thread, events=[_job_event(locked, EventType.JOB_QUEUED, resumed=True, response=response)]
+    )
+    transaction.on_commit(partial(_enqueue, locked.pk))
+    return locked
 
 
 def job_start_next(*, thread_id: uuid.UUID) -> None:
@@ -408,3 +509,122 @@ def janitor_run(*, now: datetime | None = None) -> dict[str, int]:
         job_start_next(thread_id=thread_id)
         counts["resent"] += 1
     return counts
+
+
+# --- Artifacts ------------------------------------------------------------------------------------------------
+
+ARTIFACT_NAME_MAX_LENGTH = 200
+# type/subtype with optional parameters: the value is served as a Content-Type header, so nothing else passes.
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][\w!#$&^.+-]*/[A-Za-z0-9][\w!#$&^.+-]*(\s*;\s*[\w!#$&^.+-]+=[\w!#$&^.+-]+)*")
+
+
+def artifact_content_url(artifact: Artifact) -> str | None:
+    """Where the artifact's file downloads; None when it has none."""
+    if not artifact.file:
+        return None
+    return reverse(
+        "job-artifact-content",
+        kwargs={"tenant": artifact.tenant.slug, "pk": artifact.job_id, "artifact_id": artifact.pk},
+    )
+
+
+def artifact_summary(artifact: Artifact) -> dict[str, Any]:
+    """What ``artifact.updated`` carries (and a tool that published it returns)."""
+    return {
+        "id": str(artifact.pk),
+        "name": artifact.name,
+        "kind": artifact.kind,
+        "data": artifact.data,
+        "media_type": artifact.media_type,
+        "size": artifact.size,
+        "url": artifact_content_url(artifact),
+    }
+
+
+def _artifact_checked(
+    *, name: str, kind: str, data: Any, content: bytes | None, media_type: str
+) -> tuple[str, str, str]:
+    """The artifact's (name, kind, media type) once valid; a ValidationError naming each field that is not."""
+    errors: dict[str, str] = {}
+    limit = settings.JOBS_ARTIFACT_MAX_BYTES
+    name = (name or "").strip()
+    if not name or len(name) > ARTIFACT_NAME_MAX_LENGTH:
+        errors["name"] = f"An artifact needs a name of 1 to {ARTIFACT_NAME_MAX_LENGTH} characters."
+    elif any(ord(c) < 32 or ord(c) == 127 for c in name):
+        errors["name"] = "An artifact's name may not contain control characters."
+    if kind not in ArtifactKind.values:
+        errors["kind"] = f"Unknown kind {str(kind)[:50]!r}; expected one of {', '.join(ArtifactKind.values)}."
+    try:
+        encoded = json.dumps(data)
+    except (TypeError, ValueError):
+        errors["data"] = "The data must be JSON."
+    else:
+        if not isinstance(data, dict):
+            errors["data"] = "The data must be a JSON object."
+        elif len(encoded.encode()) > limit:
+            errors["data"] = f"The data is larger than the limit of {limit} bytes."
+    if content is not None and len(content) > limit:
+        errors["content"] = f"The file is {len(content)} bytes; at most {limit} are allowed."
+    media_type = media_type.strip() or ("application/octet-stream" if content is not None else "")
+    if media_type and (len(media_type) > 200 or not _MEDIA_TYPE.fullmatch(media_type)):
+        errors["media_type"] = "Not a media type (e.g. text/plain; charset=utf-8)."
+    if errors:
+        raise ValidationError(errors)
+    return name, kind, media_type
+
+
+def artifact_publish(
+    *,
+    job: Job,
+    name: str,
+    kind: str = ArtifactKind.OTHER,
+    data: dict[str, Any] | None = None,
+    content: bytes | None = None,
+    media_type: str = "",
+    claimed: bool = False,
+) -> Artifact | None:
+    """Create the job's artifact called ``name``, or replace the one of that name; appends ``artifact.updated``.
+
+    ``content`` is the artifact's file (stored under artifacts/<job id>/); None means it has none, and an update
+    without content drops the earlier file. A ValidationError (too large, unknown kind, bad media type) writes
+    nothing. ``claimed``: as for job_finish, the runner of the job's attempt publishes only while its claim
+    holds, else None and nothing written.
+    """
+    name, kind, media_type = _artifact_checked(
+        name=name, kind=kind, data=data or {}, content=content, media_type=media_type
+    )
+    new_file = ""
+    try:
+        with transaction.atomic():
+            # The thread's lock (as for every event of the job) also serialises two publishes of one name.
+            _lock_thread(job.thread_id)
+            if claimed and not _owned(job).exists():
+                return None
+            artifact = Artifact.objects.select_for_update().filter(job=job, name=name).first()
+            if artifact is None:
+                artifact = Artifact(job=job, tenant=job.tenant, name=name)
+            old_file = artifact.file.name if artifact.file else ""
+            artifact.kind, artifact.data, artifact.media_type = kind, data or {}, media_type
+            if content is not None:
+                artifact.file.save("content", ContentFile(content), save=False)
+                new_file = artifact.file.name
+            else:
+                artifact.file = None
+            artifact.size = len(content) if content is not None else 0
+            artifact.save()
+            thread_services.events_append(
+                thread=job.thread,
+                events=[
+                    NewEvent(
+                        EventType.ARTIFACT_UPDATED, artifact_summary(artifact), job_id=job.id, agent_id=job.agent_id
+                    )
+                ],
+            )
+            if old_file:
+                transaction.on_commit(partial(artifact.file.storage.delete, old_file))
+    except BaseException:
+        # Files are not transactional: one saved for a write that did not happen is removed again.
+        if new_file:
+            Artifact._meta.get_field("file").storage.delete(new_file)
+        raise
+    return artifact

@@ -11,5 +11,7 @@ if ! reason=$(.venv/bin/python scripts/services_available.py "$TEST_DATABASE_URL
     echo "SKIPPED the PostgreSQL + Redis suite: $reason (with CI set this fails)"
     exit 0
 fi
-DATABASE_URL="$TEST_DATABASE_URL" REDIS_URL="$TEST_REDIS_URL" CELERY_BROKER_URL="$TEST_REDIS_URL" \
+# Connections opened on worker threads (database_sync_to_async) close after each call instead of lingering
+# and blocking the test database from being dropped at the end.
+DATABASE_CONN_MAX_AGE=0 DATABASE_URL="$TEST_DATABASE_URL" REDIS_URL="$TEST_REDIS_URL" CELERY_BROKER_URL="$TEST_REDIS_URL" \
     exec .venv/bin/pytest "$@"

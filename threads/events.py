@@ -105,11 +105,30 @@ class _Publisher:
         with self._lock:
             self._loop = loop
 
+    def uses(self, loop: asyncio.AbstractEventLoop) -> bool:
+        return self._loop is loop
+
     def run(self, coroutine: Coroutine[Any, Any, Any], *, timeout: float = 5.0) -> None:
         asyncio.run_coroutine_threadsafe(coroutine, self._ensure_loop()).result(timeout=timeout)
 
 
 _publisher = _Publisher()
+
+
+def serve_events_from(loop: asyncio.AbstractEventLoop) -> None:
+    """Publish on ``loop`` (the ASGI server's) when the channel layer is the in-memory one; else do nothing.
+
+    The in-memory layer hands messages over through asyncio queues, which wake a waiting consumer only when
+    the put happens on the consumer's own loop; publishes come from worker threads (the embedded Celery worker,
+    sync views), so they must be run on the server's loop. Every stream calls this as it opens: it is cheap,
+    and a test runner that starts a new loop per test moves the publisher along with it. channels-redis
+    needs none of this: its consumers are woken by Redis, and the publisher keeps its own loop (and
+    connections).
+    """
+    from channels.layers import InMemoryChannelLayer
+
+    if isinstance(get_channel_layer(), InMemoryChannelLayer) and not _publisher.uses(loop):
+        _publisher.use_loop(loop)
 
 
 def publish(*, thread_id: uuid.UUID, tenant_id: uuid.UUID, payloads: list[dict[str, Any]]) -> None:

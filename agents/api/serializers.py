@@ -9,8 +9,8 @@ from rest_framework import serializers
 
 from agents.models import Agent, AgentVersion
 from aihub.access.api.serializers import StrictSerializer
-from jobs.api.serializers import ContentField
-from jobs.selectors import JOB_WAIT_MAX_SECONDS
+from jobs.api.serializers import JOB_EXAMPLE, THREAD_EXAMPLE_ID
+from jobs.api.submission import MessageSubmitSerializer, thread_field
 
 CLASS_EXAMPLE: dict[str, Any] = {
     "name": "chat",
@@ -190,30 +190,20 @@ class ToolResultSerializer(serializers.Serializer):
             request_only=True,
             value={
                 "content": [{"type": "text", "text": "And in French?"}],
-                "thread": "7c1d2e3f-1111-4a2b-9c3d-4e5f6a7b8c9d",
+                "thread": THREAD_EXAMPLE_ID,
                 "busy": "enqueue",
                 "additional_instructions": "Be brief.",
                 "context": {"customer_id": 42},
             },
         ),
+        OpenApiExample(
+            "With a job id of your choosing (safe to retry)",
+            request_only=True,
+            value={"content": "Hello, who are you?", "job_id": JOB_EXAMPLE["id"]},
+        ),
     ]
 )
-class AgentMessageSerializer(StrictSerializer):
-    content = ContentField(help_text="The message: a string, or a list of content blocks (text, image, file, ...).")
-    thread = serializers.UUIDField(required=False, allow_null=True, default=None, help_text="Omit for a new thread.")
-    busy = serializers.ChoiceField(
-        choices=["reject", "enqueue", "interrupt"],
-        default="reject",
-        help_text="When the thread has an active job: answer 409, queue behind it, or cancel it.",
-    )
-    additional_instructions = serializers.CharField(
-        required=False, allow_blank=True, default="", max_length=20_000, help_text="Added to the system prompt."
-    )
-    context = serializers.DictField(  # type: ignore[assignment]
-        required=False, default=dict, help_text="Visible to tools, never sent to the model."
-    )
+class AgentMessageSerializer(MessageSubmitSerializer):
+    """The shared message fields (jobs.api.submission), with ``thread`` in the body; the agent is in the path."""
 
-
-class WaitQuerySerializer(serializers.Serializer):
-    wait = serializers.BooleanField(required=False, default=False)
-    timeout = serializers.FloatField(required=False, default=30.0, min_value=0, max_value=JOB_WAIT_MAX_SECONDS)
+    thread = thread_field()

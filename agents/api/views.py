@@ -29,15 +29,11 @@ from aihub.access.rules import Level, granted_ids
 from aihub.api.base import TenantApiView, TenantScopedViewSet, caller
 from aihub.api.problems import PROBLEM_CONTENT_TYPE
 from aihub.api.schema import ProblemSerializer
-from jobs import selectors as job_selectors
-from jobs import services as job_services
-from jobs.api.serializers import JobSummarySerializer
-from jobs.models import Job
+from jobs.api import submission
+from jobs.api.serializers import QUEUED_JOB_EXAMPLE, JobSummarySerializer
 from threads import selectors as thread_selectors
 
 SLUG_PARAMETER = OpenApiParameter("slug", str, OpenApiParameter.PATH, description="The agent's slug.")
-IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
-IDEMPOTENCY_KEY_MAX_LENGTH = 200
 
 
 def _problem(status_code: int, description: str) -> dict[tuple[int, str], OpenApiResponse]:
@@ -271,89 +267,40 @@ class AgentToolCallView(TenantApiView):
 # --- Messages --------------------------------------------------------------------------------------------
 
 
-WAIT_PARAMETERS = [
-    OpenApiParameter("wait", bool, description="Wait for the job to end (up to `timeout`) and answer its result."),
-    OpenApiParameter(
-        "timeout",
-        float,
-        description=f"Seconds to wait with `wait=true` (default 30, at most {job_selectors.JOB_WAIT_MAX_SECONDS:g}); "
-        "a job still running then is answered with 202.",
-    ),
-    OpenApiParameter(
-        IDEMPOTENCY_KEY_HEADER,
-        str,
-        OpenApiParameter.HEADER,
-        description="Send the same key again (e.g. on a retry) to get the same job instead of a second one.",
-    ),
-]
-
-
-def job_response(job: Job) -> Response:
-    """200 with the result once the job is final, else 202 with where it stands."""
-    code = status.HTTP_200_OK if job.is_final else status.HTTP_202_ACCEPTED
-    return Response(JobSummarySerializer(job).data, status=code)
-
-
 @extend_schema(parameters=[TENANT_PARAMETER, SLUG_PARAMETER], tags=["agents"])
 class AgentMessagesView(TenantApiView):
     @extend_schema(
-        parameters=WAIT_PARAMETERS,
+        parameters=[submission.WaitQuerySerializer, submission.IDEMPOTENCY_KEY_PARAMETER],
         request=s.AgentMessageSerializer,
         responses={
-            202: OpenApiResponse(JobSummarySerializer, description="The job, queued or running."),
-            200: OpenApiResponse(JobSummarySerializer, description="With `wait=true`: the job, ended."),
-            **_problem(409, "The agent is disabled, or the thread is busy and `busy` is `reject`."),
-        },
-        examples=[
-            OpenApiExample(
-                "Queued",
-                response_only=True,
-                status_codes=["202"],
-                value={
-                    "id": "0f8e5a52-4a51-4b8e-9d53-5b2f0c6f3c11",
-                    "status": "queued",
-                    "thread": "7c1d2e3f-1111-4a2b-9c3d-4e5f6a7b8c9d",
-                    "agent": "support-bot",
-                    "agent_version": 3,
-                    "input_message": "2b3c4d5e-2222-4f60-8a1b-2c3d4e5f6a7b",
-                    "output": {},
-                    "usage": {},
-                    "error": None,
-                    "created_at": "2025-01-01T12:00:00Z",
-                    "started_at": None,
-                    "finished_at": None,
-                },
+            # The example sits on the response, not in extend_schema(examples=): there it would replace the
+            # request examples of AgentMessageSerializer.
+            202: OpenApiResponse(
+                JobSummarySerializer,
+                description="The job, queued or running.",
+                examples=[OpenApiExample("Queued", value=QUEUED_JOB_EXAMPLE, status_codes=["202"])],
             ),
-        ],
+            200: OpenApiResponse(
+                JobSummarySerializer,
+                description=f"With `wait=true`: the job, ended. {submission.RETRIED_DESCRIPTION}",
+            ),
+            **submission.SUBMIT_CONFLICT_RESPONSE,
+        },
         summary="Talk to one agent",
         description="Stores the message on the given thread (or a new one) and starts a job of this agent. "
         "Answers 202 with the job; with `wait=true`, 200 with the result once it ends.",
     )
     def post(self, request: Request, tenant: str, slug: str) -> Response:
         agent = selectors.agent_get(principal=self.principal, slug=slug)
-        query = s.WaitQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        key = request.headers.get(IDEMPOTENCY_KEY_HEADER) or None
-        if key is not None and len(key) > IDEMPOTENCY_KEY_MAX_LENGTH:
-            raise exceptions.ValidationError(
-                {IDEMPOTENCY_KEY_HEADER: f"At most {IDEMPOTENCY_KEY_MAX_LENGTH} characters."}
-            )
+        query = submission.wait_query(request)
+        key = submission.idempotency_key(request)
         data = s.AgentMessageSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         body = data.validated_data
         thread = None
         if body["thread"] is not None:
             thread = thread_selectors.thread_get(principal=self.principal, thread_id=body["thread"])
-        job, _created = job_services.job_submit(
-            agent=agent,
-            user=caller(request),
-            content=body["content"],
-            thread=thread,
-            busy=body["busy"],
-            idempotency_key=key,
-            additional_instructions=body["additional_instructions"],
-            context=body["context"],
+        job, created = submission.submit_message(
+            body, agent=agent, thread=thread, user=caller(request), idempotency_key=key, wait=query
         )
-        if query.validated_data["wait"] and not job.is_final:
-            job = job_selectors.job_wait(job_id=job.pk, timeout=query.validated_data["timeout"])
-        return job_response(job)
+        return submission.submitted_response(job, JobSummarySerializer(job).data, created=created)

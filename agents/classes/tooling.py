@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from dataclasses import asdict
 from typing import Any
 
 from pydantic import Field
 
 from agents.providers import provider_for
-from agents.providers.base import ChatRequest
+from agents.providers.base import ChatRequest, ToolCall
 from agents.registry import AgentClass, AgentConfig, register
-from agents.runtime import AgentOutput, Emit, Reply, TurnEnded, chat_messages, llm_turn
-from agents.tools import TOOLS, ToolArgumentsInvalid, ToolContext, ToolError, get_tool
+from agents.runtime import AgentOutput, AwaitInput, Emit, Reply, TurnEnded, chat_messages, llm_turn
+from agents.tools import TOOLS, Tool, ToolArgumentsInvalid, ToolContext, ToolError, get_tool
 
 
 class ToolsConfig(AgentConfig):
@@ -45,8 +46,20 @@ class ToolsAgent(AgentClass):
             agent_id=self.run.agent_id,
             user_id=self.run.user_id,
             context=self.run.context,
+            publisher=self.run.publish_artifact,
         )
-        for _step in range(config.max_steps):
+        first_step = 0
+        if (resume := self.run.resume) is not None:
+            # A paused run carries on: the conversation as it stood, the call that waited answered first, then
+            # the rest of that turn's calls (another may pause again), then the next model turn.
+            messages, step = resume.state["messages"], int(resume.state["step"])
+            calls = [ToolCall(**call) for call in resume.state["calls"]]
+            yield from self._answered(calls[0], resume.response, context, messages)
+            if (yield from self._call_tools(calls[1:], step=step, messages=messages, context=context)):
+                return
+            yield TurnEnded()
+            first_step = step + 1
+        for step in range(first_step, config.max_steps):
             request = ChatRequest(
                 model=model, messages=messages, tools=[t.openai_schema() for t in tools], parameters=parameters
             )
@@ -68,18 +81,61 @@ class ToolsAgent(AgentClass):
                     ],
                 }
             )
-            for call in result.tool_calls:
-                if self.run.should_stop():
-                    return
-                yield Emit("tool.started", {"id": call.id, "name": call.name, "arguments": call.arguments})
-                output, is_error = self._call(call.name, call.arguments, context)
-                yield Emit("tool.completed", {"id": call.id, "name": call.name, "output": output, "is_error": is_error})
-                messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(output)})
+            if (yield from self._call_tools(result.tool_calls, step=step, messages=messages, context=context)):
+                return
             yield TurnEnded()
         yield Reply([{"type": "text", "text": f"I could not finish within {config.max_steps} steps."}])
 
+    def _call_tools(
+        self, calls: list[ToolCall], *, step: int, messages: list[dict[str, Any]], context: ToolContext
+    ) -> Generator[AgentOutput, None, bool]:
+        """Run one turn's tool calls in order; True when the run must end here (stopped, or paused).
+
+        A tool that requires approval is never called on the model's say-so: the run pauses with the call as
+        the request, saving the conversation and the calls still to make, so the answer resumes it.
+        """
+        for index, call in enumerate(calls):
+            if self.run.should_stop():
+                return True
+            tool = self._tool(call.name)
+            if tool is not None and tool.requires_approval:
+                yield AwaitInput(
+                    request={"type": "tool_approval", "tool_call": asdict(call)},
+                    state={"messages": messages, "step": step, "calls": [asdict(c) for c in calls[index:]]},
+                )
+                return True
+            yield Emit("tool.started", {"id": call.id, "name": call.name, "arguments": call.arguments})
+            output, is_error = self._call(call.name, call.arguments, context)
+            yield Emit("tool.completed", {"id": call.id, "name": call.name, "output": output, "is_error": is_error})
+            messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(output)})
+        return False
+
+    def _answered(
+        self, call: ToolCall, response: dict[str, Any], context: ToolContext, messages: list[dict[str, Any]]
+    ) -> Iterator[AgentOutput]:
+        """The paused call, settled by the person's answer: run it, tell the model it was rejected, or use the
+        output they supplied. Only an approved call emits ``tool.started``: the others never ran."""
+        action = response.get("action")
+        completed: dict[str, Any] = {"id": call.id, "name": call.name}
+        if action == "approve":
+            yield Emit("tool.started", {"id": call.id, "name": call.name, "arguments": call.arguments})
+            output, is_error = self._call(call.name, call.arguments, context)
+            completed |= {"output": output, "is_error": is_error, "approved": True}
+        elif action == "tool_output":
+            output = response.get("output")
+            completed |= {"output": output, "is_error": False, "supplied": True}
+        else:
+            reason = str(response.get("reason") or "").strip()
+            output = f"The user rejected this call of {call.name}." + (f" Reason: {reason}" if reason else "")
+            completed |= {"output": output, "is_error": True, "rejected": True}
+        yield Emit("tool.completed", completed)
+        messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(output)})
+
+    def _tool(self, name: str) -> Tool | None:
+        return get_tool(name) if name in self.run.tools else None
+
     def _call(self, name: str, arguments: dict[str, Any], context: ToolContext) -> tuple[Any, bool]:
-        tool = get_tool(name) if name in self.run.tools else None
+        tool = self._tool(name)
         if tool is None:
             return f"No tool named {name!r} is available.", True
         try:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
+from django.core.exceptions import SuspiciousOperation
+from django.http import HttpRequest
 from oauth2_provider.contrib.rest_framework import OAuth2Authentication as _DotOAuth2Authentication
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
+from rest_framework.settings import api_settings
 
 from aihub.access import services
 from aihub.access.models import ApiToken
@@ -104,3 +107,31 @@ class OAuth2Authentication(_DotOAuth2Authentication):
 
 class SessionAuthentication(authentication.SessionAuthentication):
     """Django's session for same-origin pages; DRF enforces CSRF on unsafe methods."""
+
+
+def authenticate_bearer(raw: str, *, host: str = "") -> tuple[Any, Any]:
+    """(user, auth) for a bearer credential, checked by the API's own authentication classes.
+
+    For transports that cannot send an ``Authorization`` header (a browser's WebSocket): the credential is
+    tried exactly as the REST API would try it (API token, external OIDC JWT, OAuth2 access token), failures
+    audited alike. Raises ``AuthenticationFailed``.
+    """
+    request = HttpRequest()
+    request.method = "GET"
+    request.META = {"HTTP_AUTHORIZATION": f"Bearer {raw}", "REQUEST_METHOD": "GET", "SERVER_PORT": "443"}
+    if host:
+        request.META["HTTP_HOST"] = host
+    else:
+        request.META["SERVER_NAME"] = "localhost"
+    wrapped = Request(request)
+    classes = cast(list[type[authentication.BaseAuthentication]], api_settings.DEFAULT_AUTHENTICATION_CLASSES)
+    for authenticator_class in classes:
+        if issubclass(authenticator_class, authentication.SessionAuthentication):
+            continue  # a session arrives as a cookie, never as a bearer credential
+        try:
+            result = authenticator_class().authenticate(wrapped)
+        except SuspiciousOperation as exc:  # a Host the OAuth2 check cannot build a URL from
+            raise exceptions.AuthenticationFailed("The credential could not be checked.") from exc
+        if result is not None:
+            return result
+    raise exceptions.AuthenticationFailed("The bearer credential is not recognised.")

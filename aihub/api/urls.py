@@ -11,8 +11,15 @@ from aihub.access.api.urls import urlpatterns as access_urls
 from aihub.api import health
 from jobs.api.urls import tenant_urlpatterns as jobs_tenant_urls
 from threads.api.urls import tenant_urlpatterns as threads_tenant_urls
+from threads.sse_urls import tenant_urlpatterns as sse_tenant_urls
 
-tenant_urlpatterns = [*access_tenant_urls, *agents_tenant_urls, *jobs_tenant_urls, *threads_tenant_urls]
+tenant_urlpatterns = [
+    *access_tenant_urls,
+    *agents_tenant_urls,
+    *jobs_tenant_urls,
+    *threads_tenant_urls,
+    *sse_tenant_urls,
+]
 
 urlpatterns = [
     path("health", health.LivenessView.as_view(), name="health"),

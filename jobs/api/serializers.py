@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
-from pydantic import ValidationError as PydanticValidationError
 from rest_framework import serializers
 
 from aihub.access.api.serializers import StrictSerializer
-from jobs.models import CancelMode, Job, JobStatus
-from threads.content import validate_content
+from jobs.api.submission import ExpirySerializer, MessageSubmitSerializer, agent_field, thread_field
+from jobs.models import Artifact, ArtifactKind, CancelMode, Job, JobStatus
+from jobs.services import artifact_content_url
 
 JOB_EXAMPLE: dict[str, Any] = {
     "id": "0f8e5a52-4a51-4b8e-9d53-5b2f0c6f3c11",
@@ -69,10 +67,19 @@ class JobSummarySerializer(serializers.ModelSerializer):
         return str(message) if message else None
 
 
-# --- The /jobs routes ---------------------------------------------------------------------------------------
+QUEUED_JOB_EXAMPLE: dict[str, Any] = {
+    **JOB_EXAMPLE,
+    "status": "queued",
+    "output": {},
+    "usage": {},
+    "started_at": None,
+    "finished_at": None,
+}
+"""A job just submitted, as JobSummarySerializer shows it (the 202 of every route that starts one)."""
 
-JOB_EXPIRES_MAX_SECONDS = 7 * 24 * 3600
-"""The longest a background job may wait to start."""
+THREAD_EXAMPLE_ID = str(JOB_EXAMPLE["thread"])
+
+# --- The /jobs routes ---------------------------------------------------------------------------------------
 
 JOB_DETAIL_EXAMPLE: dict[str, Any] = {
     **JOB_EXAMPLE,
@@ -86,50 +93,8 @@ JOB_DETAIL_EXAMPLE: dict[str, Any] = {
     "cancel_requested": "",
     "expires_at": None,
     "heartbeat_at": "2025-01-01T12:00:00.400000Z",
+    "pending_action": None,
 }
-
-
-@extend_schema_field(
-    {
-        "oneOf": [
-            {"type": "string", "description": "Shorthand for one text block."},
-            {
-                "type": "array",
-                "description": "Content blocks: text, image, file, tool_call, tool_result, citation.",
-                "items": {
-                    "type": "object",
-                    "required": ["type"],
-                    "properties": {
-                        "type": {
-                            "type": "string",
-                            "enum": ["text", "image", "file", "tool_call", "tool_result", "citation"],
-                        }
-                    },
-                    "additionalProperties": True,
-                },
-            },
-        ],
-        "example": "What can you do?",
-    }
-)
-class ContentField(serializers.Field):
-    """Message content: a string, or a list of content blocks; validated blocks come out."""
-
-    default_error_messages = {"empty": "The content has no blocks."}
-
-    def to_internal_value(self, data: Any) -> list[dict[str, Any]]:
-        try:
-            blocks = validate_content(data)
-        except PydanticValidationError as exc:
-            raise serializers.ValidationError(
-                [f"{'.'.join(str(p) for p in error['loc']) or '(root)'}: {error['msg']}" for error in exc.errors()]
-            ) from exc
-        if not blocks:
-            self.fail("empty")
-        return blocks
-
-    def to_representation(self, value: Any) -> Any:
-        return value
 
 
 class JobInputSerializer(serializers.Serializer):
@@ -147,6 +112,13 @@ class JobSerializer(JobSummarySerializer):
     cancel_requested = serializers.CharField(
         read_only=True, help_text="'immediate' or 'after_turn' once a cancellation of the running job was asked for."
     )
+    pending_action = serializers.JSONField(
+        read_only=True,
+        allow_null=True,
+        help_text="While requires_action, what the job waits for: "
+        '{"type": "tool_approval", "tool_call": {"id", "name", "arguments"}, "requested_at"} or '
+        '{"type": "input", "prompt", "requested_at"}; answer it with POST /jobs/{id}/respond. Null otherwise.',
+    )
 
     class Meta(JobSummarySerializer.Meta):
         fields = [
@@ -157,6 +129,7 @@ class JobSerializer(JobSummarySerializer):
             "cancel_requested",
             "expires_at",
             "heartbeat_at",
+            "pending_action",
         ]
         read_only_fields = fields
 
@@ -178,10 +151,15 @@ class JobSerializer(JobSummarySerializer):
             request_only=True,
         ),
         OpenApiExample(
+            "With a job id of your choosing (safe to retry)",
+            value={"agent": "support-bot", "input": "Summarise our refund policy.", "job_id": JOB_EXAMPLE["id"]},
+            request_only=True,
+        ),
+        OpenApiExample(
             "Continue a thread, queueing behind its active job",
             value={
                 "agent": "support-bot",
-                "thread": "7c1d2e3f-1111-4a2b-9c3d-4e5f6a7b8c9d",
+                "thread": THREAD_EXAMPLE_ID,
                 "input": [{"type": "text", "text": "And for digital goods?"}],
                 "busy": "enqueue",
                 "expires_in_seconds": 600,
@@ -192,36 +170,14 @@ class JobSerializer(JobSummarySerializer):
         ),
     ]
 )
-class JobSubmitSerializer(StrictSerializer):
-    agent = serializers.SlugField(max_length=63, help_text="The agent's slug.")
-    input = ContentField(help_text="The message: a string, or a list of content blocks.")
-    thread = serializers.UUIDField(required=False, help_text="A thread to continue; a new thread when absent.")
-    busy = serializers.ChoiceField(
-        choices=["reject", "enqueue", "interrupt"],
-        default="reject",
-        help_text="When the thread has an active job: 409 (reject), wait for it (enqueue), or cancel it (interrupt).",
-    )
-    expires_in_seconds = serializers.IntegerField(
-        required=False, min_value=1, max_value=JOB_EXPIRES_MAX_SECONDS, help_text="Expire if not started by then."
-    )
-    expires_at = serializers.DateTimeField(required=False, help_text="Expire if not started by then.")
-    additional_instructions = serializers.CharField(
-        required=False, default="", allow_blank=True, max_length=20_000, help_text="Added to the system prompt."
-    )
-    # The metaclass pops declared fields off the class, so this does not shadow Serializer.context.
-    context = serializers.DictField(  # type: ignore[assignment]
-        required=False, default=dict, help_text="An object tools can read; the model never sees it."
-    )
+class JobSubmitSerializer(ExpirySerializer, MessageSubmitSerializer):
+    """The shared message fields (jobs.api.submission), the content called ``input``, with ``agent`` and
+    ``thread`` in the body."""
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        attrs = super().validate(attrs)
-        if "expires_in_seconds" in attrs and "expires_at" in attrs:
-            raise serializers.ValidationError({"expires_at": "Give expires_in_seconds or expires_at, not both."})
-        if "expires_in_seconds" in attrs:
-            attrs["expires_at"] = timezone.now() + timedelta(seconds=attrs.pop("expires_in_seconds"))
-        elif "expires_at" in attrs and attrs["expires_at"] <= timezone.now():
-            raise serializers.ValidationError({"expires_at": "This time has passed."})
-        return attrs
+    content_field = "input"
+
+    agent = agent_field(required=True, help_text="The agent's slug.")
+    thread = thread_field()
 
 
 @extend_schema_serializer(
@@ -257,3 +213,114 @@ JOB_CANCELLING_EXAMPLE: dict[str, Any] = {
     "heartbeat_at": "2025-01-01T12:00:02.050000Z",
     "cancel_requested": "immediate",
 }
+
+
+JOB_REQUIRES_ACTION_EXAMPLE: dict[str, Any] = {
+    **JOB_CANCELLING_EXAMPLE,
+    "status": "requires_action",
+    "cancel_requested": "",
+    "heartbeat_at": None,
+    "pending_action": {
+        "type": "tool_approval",
+        "tool_call": {"id": "call_8f2c", "name": "issue_refund", "arguments": {"order_id": "A-1", "amount": 20}},
+        "requested_at": "2025-01-01T12:00:01.200000Z",
+    },
+}
+JOB_RESUMED_EXAMPLE: dict[str, Any] = {**JOB_REQUIRES_ACTION_EXAMPLE, "status": "queued", "pending_action": None}
+
+_RESPOND_FIELDS = {"approve": set(), "reject": {"reason"}, "tool_output": {"output"}, "text": {"text"}}
+
+
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample("Approve the tool call", value={"action": "approve"}, request_only=True),
+        OpenApiExample(
+            "Reject it, telling the model why",
+            value={"action": "reject", "reason": "Refunds above 10 need a manager."},
+            request_only=True,
+        ),
+        OpenApiExample(
+            "Answer in the tool's place",
+            value={"action": "tool_output", "output": {"refund_id": "R-77", "status": "issued"}},
+            request_only=True,
+        ),
+        OpenApiExample(
+            "Give the text the agent asked for", value={"action": "text", "text": "Order A-1"}, request_only=True
+        ),
+    ]
+)
+class JobRespondSerializer(StrictSerializer):
+    """The answer to a job's ``pending_action``: approve, reject or tool_output for a ``tool_approval``; text for
+    an ``input`` request."""
+
+    action = serializers.ChoiceField(
+        choices=["approve", "reject", "tool_output", "text"],
+        help_text="approve: run the tool; reject: the model is told it was rejected (and why); tool_output: use "
+        "`output` as the tool's result without running it; text: the text an `input` request asked for.",
+    )
+    reason = serializers.CharField(
+        required=False, allow_blank=True, max_length=2000, help_text="With reject: why, for the model."
+    )
+    output = serializers.JSONField(required=False, allow_null=True, help_text="With tool_output: any JSON value.")
+    text = serializers.CharField(max_length=20_000, required=False, help_text="With text: the answer.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        action = attrs["action"]
+        given = set(self.initial_data) - {"action"}
+        if extra := given - _RESPOND_FIELDS[action]:
+            raise serializers.ValidationError({name: f"Not used with action {action!r}." for name in sorted(extra)})
+        if missing := ({"output", "text"} & _RESPOND_FIELDS[action]) - given:
+            raise serializers.ValidationError({name: f"Required with action {action!r}." for name in sorted(missing)})
+        return attrs
+
+
+# --- Artifacts ------------------------------------------------------------------------------------------------
+
+ARTIFACT_EXAMPLE: dict[str, Any] = {
+    "id": "5e6f7a8b-4444-4c2d-9e3f-4a5b6c7d8e9f",
+    "job": JOB_EXAMPLE["id"],
+    "kind": "file",
+    "name": "Refund policy summary",
+    "data": {"title": "Refund policy summary"},
+    "media_type": "text/plain; charset=utf-8",
+    "size": 412,
+    "url": "/api/v1/acme/jobs/0f8e5a52-4a51-4b8e-9d53-5b2f0c6f3c11/artifacts/"
+    "5e6f7a8b-4444-4c2d-9e3f-4a5b6c7d8e9f/content",
+    "created_at": "2025-01-01T12:00:00.300000Z",
+    "updated_at": "2025-01-01T12:00:00.300000Z",
+}
+TASK_LIST_ARTIFACT_EXAMPLE: dict[str, Any] = {
+    **ARTIFACT_EXAMPLE,
+    "id": "6f7a8b9c-5555-4d3e-8f4a-5b6c7d8e9f0a",
+    "kind": "task_list",
+    "name": "plan",
+    "data": {"tasks": [{"title": "Find the policy", "done": True}, {"title": "Summarise it", "done": False}]},
+    "media_type": "",
+    "size": 0,
+    "url": None,
+}
+
+
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample("A file", value=ARTIFACT_EXAMPLE, response_only=True),
+        OpenApiExample("A task list", value=TASK_LIST_ARTIFACT_EXAMPLE, response_only=True),
+    ]
+)
+class ArtifactSerializer(serializers.ModelSerializer):
+    """Something a job published; ``artifact.updated`` events carry the same fields (without the timestamps)."""
+
+    kind = serializers.ChoiceField(choices=ArtifactKind.choices, read_only=True)
+    size = serializers.IntegerField(read_only=True, help_text="Bytes of the file; 0 without one.")
+    url = serializers.SerializerMethodField(help_text="Where the file downloads; null when the artifact has none.")
+
+    class Meta:
+        model = Artifact
+        fields = ["id", "job", "kind", "name", "data", "media_type", "size", "url", "created_at", "updated_at"]
+        read_only_fields = fields
+        # Not declared as a field attribute: ``data`` would read as Serializer.data to type checkers.
+        extra_kwargs = {"data": {"help_text": "What the agent attached: citations, tasks, a title."}}
+
+    def get_url(self, artifact: Artifact) -> str | None:
+        return artifact_content_url(artifact)

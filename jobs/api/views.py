@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import uuid
 from typing import Any
 
+from django.http import FileResponse, Http404
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -17,18 +22,12 @@ from aihub.api.problems import PROBLEM_CONTENT_TYPE
 from aihub.api.schema import ProblemSerializer
 from jobs import selectors, services
 from jobs.api import serializers as s
+from jobs.api import submission
 from jobs.models import Job, JobStatus
 from threads.selectors import thread_get
 
-IDEMPOTENCY_KEY_MAX_LENGTH = 200
-
-IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
-    "Idempotency-Key",
-    str,
-    OpenApiParameter.HEADER,
-    required=False,
-    description="Send the same key again (same user, same tenant) and get the first job back with 200, "
-    f"without a second job being started. Up to {IDEMPOTENCY_KEY_MAX_LENGTH} characters.",
+ARTIFACT_ID_PARAMETER = OpenApiParameter(
+    "artifact_id", uuid.UUID, OpenApiParameter.PATH, description="The artifact's id."
 )
 
 
@@ -70,7 +69,16 @@ class JobViewSet(TenantScopedViewSet):
         page = self.paginate_queryset(jobs)
         return self.get_paginated_response(s.JobSerializer(page, many=True).data)
 
-    @extend_schema(summary="A job's status and result")
+    @extend_schema(
+        summary="A job's status and result",
+        responses=OpenApiResponse(
+            s.JobSerializer,
+            examples=[
+                OpenApiExample("A finished job", value=s.JOB_DETAIL_EXAMPLE),
+                OpenApiExample("A job waiting for approval of a tool call", value=s.JOB_REQUIRES_ACTION_EXAMPLE),
+            ],
+        ),
+    )
     def retrieve(self, request: Request, tenant: str, pk: str) -> Response:
         return Response(s.JobSerializer(self.get_object()).data)
 
@@ -79,45 +87,33 @@ class JobViewSet(TenantScopedViewSet):
         description="Stores the message on the thread (a new one when `thread` is absent) and queues the job; "
         "poll `GET /jobs/{id}/` or watch the thread's events for the result.",
         request=s.JobSubmitSerializer,
-        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        parameters=[submission.IDEMPOTENCY_KEY_PARAMETER],
         responses={
             202: OpenApiResponse(
                 s.JobSerializer,
                 description="The job was queued.",
                 examples=[OpenApiExample("A queued job", value=s.JOB_QUEUED_EXAMPLE, status_codes=[202])],
             ),
-            200: OpenApiResponse(s.JobSerializer, description="This Idempotency-Key was used before: that job."),
-            **_conflict("The agent is disabled, or the thread is busy and `busy` is `reject`."),
+            200: OpenApiResponse(
+                s.JobSerializer, description=f"{submission.RETRIED_DESCRIPTION} Also a job that already ended."
+            ),
+            **submission.SUBMIT_CONFLICT_RESPONSE,
         },
     )
     def create(self, request: Request, tenant: str) -> Response:
         self.principal.require("user", "jobs")
-        key = request.headers.get("Idempotency-Key") or None
-        if key is not None and len(key) > IDEMPOTENCY_KEY_MAX_LENGTH:
-            raise serializers.ValidationError(
-                {"Idempotency-Key": f"Ensure this header has no more than {IDEMPOTENCY_KEY_MAX_LENGTH} characters."}
-            )
+        key = submission.idempotency_key(request)
         data = s.JobSubmitSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         body = data.validated_data
         agent = agent_selectors.agent_get(principal=self.principal, slug=body["agent"])
-        thread = thread_get(principal=self.principal, thread_id=body["thread"]) if "thread" in body else None
-        job, created = services.job_submit(
-            agent=agent,
-            user=caller(request),
-            content=body["input"],
-            thread=thread,
-            busy=body["busy"],
-            idempotency_key=key,
-            additional_instructions=body["additional_instructions"],
-            context=body["context"],
-            expires_at=body.get("expires_at"),
+        thread = thread_get(principal=self.principal, thread_id=body["thread"]) if body["thread"] else None
+        job, created = submission.submit_message(
+            body, agent=agent, thread=thread, user=caller(request), idempotency_key=key
         )
         location = reverse("job-detail", kwargs={"tenant": tenant, "pk": job.pk})
-        return Response(
-            s.JobSerializer(job).data,
-            status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
-            headers={"Location": location},
+        return submission.submitted_response(
+            job, s.JobSerializer(job).data, created=created, headers={"Location": location}
         )
 
     @extend_schema(
@@ -142,3 +138,73 @@ class JobViewSet(TenantScopedViewSet):
         data.is_valid(raise_exception=True)
         services.job_cancel(job=job, mode=data.validated_data["mode"])
         return Response(s.JobSerializer(self.get_object()).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="Answer a job that waits for a person",
+        description="A job in `requires_action` waits for the answer to its `pending_action`: approve, reject or "
+        "tool_output for a `tool_approval` (a tool that requires approval, which the agent never runs on the "
+        "model's say-so), text for an `input` request. The same job is queued again and carries on from where it "
+        "paused. Allowed to the job's creator, and to callers with aihub.admin.jobs. An action that does not fit "
+        "the pending request is a 400.",
+        request=s.JobRespondSerializer,
+        responses={
+            202: OpenApiResponse(
+                s.JobSerializer,
+                description="The answer was recorded and the job queued to resume.",
+                examples=[OpenApiExample("A resumed job", value=s.JOB_RESUMED_EXAMPLE, status_codes=[202])],
+            ),
+            (403, PROBLEM_CONTENT_TYPE): OpenApiResponse(
+                ProblemSerializer, description="Only the job's creator (or aihub.admin.jobs) may answer."
+            ),
+            **_conflict("The job is not waiting for a response (not yet, any more, or it expired)."),
+        },
+    )
+    def respond(self, request: Request, tenant: str, pk: str) -> Response:
+        job = self.get_object()
+        user = caller(request)
+        if job.created_by_id != user.pk and not self.principal.can("admin", "jobs"):
+            raise PermissionDenied("Only the job's creator, or a jobs admin, may answer it.")
+        data = s.JobRespondSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.job_respond(job=job, user=user, response=dict(data.validated_data))
+        return Response(s.JobSerializer(self.get_object()).data, status=status.HTTP_202_ACCEPTED)
+
+    # --- Artifacts ----------------------------------------------------------------------------------------------
+
+    @extend_schema(
+        summary="What the job published (files, citations, task lists), oldest first",
+        description="The job's artifacts as they stand now; each change also came as an `artifact.updated` event. "
+        "Seen by whoever may see the job.",
+        responses=s.ArtifactSerializer(many=True),
+    )
+    def artifacts(self, request: Request, tenant: str, pk: str) -> Response:
+        page = self.paginate_queryset(selectors.artifact_list(job=self.get_object()))
+        return self.get_paginated_response(s.ArtifactSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Download an artifact's file",
+        description="The file an agent published, as an attachment with the artifact's media type (the `url` of "
+        "the artifact and of its `artifact.updated` event). Seen by whoever may see the job.",
+        parameters=[ARTIFACT_ID_PARAMETER],
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The file, with the artifact's media type, as an attachment."
+            ),
+            (404, PROBLEM_CONTENT_TYPE): OpenApiResponse(
+                ProblemSerializer, description="No such job or artifact, or the artifact has no file."
+            ),
+        },
+    )
+    def artifact_content(self, request: Request, tenant: str, pk: str, artifact_id: str) -> FileResponse:
+        artifact = selectors.artifact_get(job=self.get_object(), artifact_id=artifact_id)
+        if not artifact.file:
+            raise Http404("This artifact has no file.")
+        # Always an attachment, never rendered inline: the bytes are whatever an agent produced.
+        response = FileResponse(artifact.file.open("rb"), as_attachment=True, filename=_download_name(artifact.name))
+        response["Content-Type"] = artifact.media_type or "application/octet-stream"
+        return response
+
+
+def _download_name(name: str) -> str:
+    # Path separators and control characters have no place in a file name the browser will save.
+    return re.sub(r"[\x00-\x1f\x7f/\\]", "_", name).strip(". ") or "artifact"

@@ -520,7 +520,7 @@ def test_a_thread_the_caller_cannot_see_is_404_and_gets_no_message(
     [
         ({}, ["content"]),
         ({"content": []}, ["content"]),
-        ({"content": [{"type": "hologram"}]}, ["content"]),
+        ({"content": [{"type": "hologram"}]}, ["content[0]"]),
         ({"content": "hi", "busy": "shout"}, ["busy"]),
         ({"content": "hi", "thread": "not-a-uuid"}, ["thread"]),
         ({"content": "hi", "context": "secret"}, ["context"]),

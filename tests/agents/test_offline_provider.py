@@ -105,3 +105,46 @@ def test_the_default_model_is_the_offline_one_and_needs_no_database() -> None:
 
     assert isinstance(chat, OfflineProvider)
     assert model == OFFLINE_MODEL
+
+
+def test_offered_publish_note_it_publishes_a_note_written_as_title_bar_text() -> None:
+    request = ask(
+        user("note: Shopping | milk at 5 pm, calculate 2 + 2 later"), tools=offered("publish_note", "calculator")
+    )
+
+    [call, *_rest] = list(OfflineProvider().stream(request))
+
+    assert isinstance(call, ToolCall)
+    assert (call.name, call.arguments) == (
+        "publish_note",
+        {"title": "Shopping", "text": "milk at 5 pm, calculate 2 + 2 later"},
+    )
+
+
+def test_without_publish_note_offered_a_note_is_just_restated() -> None:
+    items = list(OfflineProvider().stream(ask(user("note: Shopping | milk"))))
+
+    assert answer(items) == "You said: note: Shopping | milk"
+
+
+def test_use_and_a_tool_name_calls_any_offered_tool_with_the_json_arguments_given() -> None:
+    request = ask(user('Please use get_state {"key": "plan"} now'), tools=offered("get_state", "calculator"))
+
+    [call] = [item for item in OfflineProvider().stream(request) if isinstance(item, ToolCall)]
+
+    assert (call.name, call.arguments) == ("get_state", {"key": "plan"})
+
+
+def test_use_without_json_arguments_calls_the_tool_with_none() -> None:
+    request = ask(user("use current_time"), tools=offered("current_time"))
+
+    [call] = [item for item in OfflineProvider().stream(request) if isinstance(item, ToolCall)]
+
+    assert (call.name, call.arguments) == ("current_time", {})
+
+
+def test_use_of_a_tool_not_on_offer_is_just_restated() -> None:
+    items = list(OfflineProvider().stream(ask(user("use set_state"), tools=offered("calculator"))))
+
+    assert not any(isinstance(item, ToolCall) for item in items)
+    assert answer(items) == "You said: use set_state"

@@ -90,3 +90,24 @@ def test_cancel_selected_jobs_cancels_and_reports_the_finished_ones(
     assert statuses == {done.pk: JobStatus.SUCCEEDED, queued.pk: JobStatus.CANCELLED, running.pk: JobStatus.RUNNING}
     running.refresh_from_db()
     assert running.cancel_requested == "immediate"
+
+
+def test_a_jobs_artifacts_are_listed_read_only_on_its_page(
+    admin_site: Client, echo: Agent, user: User, settings: Any, tmp_path: Any
+) -> None:
+    settings.MEDIA_ROOT = tmp_path
+    job = submit(echo, user)
+    services.artifact_publish(job=job, name="summary.txt", kind="file", content=b"Hello", media_type="text/plain")
+    services.artifact_publish(job=job, name="plan", kind="task_list", data={"tasks": ["read"]})
+
+    response = admin_site.get(reverse("admin:jobs_job_change", args=[job.pk]))
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "summary.txt" in page
+    assert "task_list" in page
+    assert f"artifacts/{job.pk}/" in page
+    [inline] = response.context["inline_admin_formsets"]
+    assert not inline.has_add_permission
+    assert not inline.has_delete_permission
+    assert not inline.has_change_permission

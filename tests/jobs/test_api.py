@@ -144,8 +144,8 @@ def test_a_disabled_agent_is_a_conflict(client: Any, membership: Membership, ech
 @pytest.mark.parametrize(
     ("body", "fields"),
     [
-        ({"input": [{"type": "text"}]}, ["input"]),
-        ({"input": [{"type": "sound", "data": "x"}]}, ["input"]),
+        ({"input": [{"type": "text"}]}, ["input[0].text"]),
+        ({"input": [{"type": "sound", "data": "x"}]}, ["input[0]"]),
         ({"input": []}, ["input"]),
         ({"input": 42}, ["input"]),
         ({"busy": "sometimes"}, ["busy"]),

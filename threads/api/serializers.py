@@ -5,102 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
-from pydantic import ValidationError as PydanticValidationError
 from rest_framework import serializers
 
 from aihub.access.api.serializers import StrictSerializer
-from jobs.api.serializers import JOB_EXAMPLE, JobSummarySerializer
-from threads.content import ContentBlock, content_adapter, validate_content
+from jobs.api.serializers import JOB_EXAMPLE, QUEUED_JOB_EXAMPLE, THREAD_EXAMPLE_ID, JobSummarySerializer
+from jobs.api.submission import (
+    CONTENT_FIELD_SCHEMA,
+    ExpirySerializer,
+    JsonObjectField,
+    MessageSubmitSerializer,
+    agent_field,
+)
+from threads.content import ContentBlock
 from threads.models import Message, MessageRole, Thread
 
-THREAD_ID = "7c1d2e3f-1111-4a2b-9c3d-4e5f6a7b8c9d"
-MAX_WAIT_SECONDS = 60
-MAX_EXPIRES_IN_SECONDS = 7 * 24 * 3600
-
-
-def _openapi_30(node: Any, defs: dict[str, Any]) -> Any:
-    """Pydantic's JSON Schema (2020-12) as OpenAPI 3.0 accepts it: $defs inlined, ``const`` as a one-value
-    enum, ``anyOf [X, null]`` as a nullable X, and no discriminator (its mapping would point at the $defs)."""
-    if isinstance(node, list):
-        return [_openapi_30(item, defs) for item in node]
-    if not isinstance(node, dict):
-        return node
-    ref = node.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/$defs/"):
-        return _openapi_30(defs[ref.removeprefix("#/$defs/")], defs)
-    options = node.get("anyOf")
-    if isinstance(options, list) and {"type": "null"} in options:
-        rest = [option for option in options if option != {"type": "null"}]
-        merged = rest[0] if len(rest) == 1 else {"anyOf": rest}
-        extra = {key: value for key, value in node.items() if key != "anyOf"}
-        return {**_openapi_30(merged, defs), **_openapi_30(extra, defs), "nullable": True}
-    converted: dict[str, Any] = {}
-    for key, value in node.items():
-        if key == "discriminator":
-            continue
-        if key == "const":
-            converted["enum"] = [value]
-        elif key == "properties":
-            converted[key] = {name: _openapi_30(prop, defs) for name, prop in value.items()}
-        else:
-            converted[key] = _openapi_30(value, defs)
-    return converted
-
-
-def _content_field_schema() -> dict[str, Any]:
-    # Inlined: spectacular does not know pydantic's $defs, and refs to them would dangle.
-    schema = content_adapter.json_schema()
-    defs = schema.pop("$defs", {})
-    return {
-        "oneOf": [{"type": "string", "description": "Shorthand for one text block."}, _openapi_30(schema, defs)],
-        "description": "A string, or a list of content blocks (text, image, file, tool_call, tool_result, citation).",
-    }
-
-
-CONTENT_FIELD_SCHEMA = _content_field_schema()
-
-
-@extend_schema_field(CONTENT_FIELD_SCHEMA)
-class ContentField(serializers.JSONField):
-    """Message content: a string or a list of content blocks (validated in the serializer, per block)."""
-
-
-class JsonObjectField(serializers.JSONField):
-    """A JSON object (not a list, string or number)."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        value = super().to_internal_value(data)
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("Must be a JSON object.", code="not_an_object")
-        return value
-
-
-extend_schema_field({"type": "object", "additionalProperties": True})(JsonObjectField)
-
-
-def content_errors(content: Any, exc: PydanticValidationError) -> dict[str, list[str]]:
-    """Pydantic's errors as problem ``errors`` fields: ``content[0].text`` and the like.
-
-    The discriminated union adds the block's tag to each location (``0 → text → text``); clients think of
-    ``content[0].text``, so the tag is dropped.
-    """
-    errors: dict[str, list[str]] = {}
-    for error in exc.errors():
-        location = list(error["loc"])
-        if (
-            len(location) >= 2
-            and isinstance(location[0], int)
-            and isinstance(content, list)
-            and location[0] < len(content)
-            and isinstance(content[location[0]], dict)
-            and location[1] == content[location[0]].get("type")
-        ):
-            del location[1]
-        name = "content"
-        for part in location:
-            name += f"[{part}]" if isinstance(part, int) else f".{part}"
-        errors.setdefault(name, []).append(str(error["msg"]))
-    return errors
+THREAD_ID = THREAD_EXAMPLE_ID
 
 
 # --- Threads --------------------------------------------------------------------------------------------
@@ -276,65 +195,25 @@ class MessageSerializer(serializers.ModelSerializer):
                 "additional_instructions": "Answer in French.",
                 "context": {"customer_id": "c-1042"},
                 "expires_in_seconds": 600,
+                "job_id": JOB_EXAMPLE["id"],
             },
             request_only=True,
         ),
     ]
 )
-class MessageCreateSerializer(StrictSerializer):
-    agent = serializers.SlugField(
-        max_length=63, required=False, help_text="The agent to answer; optional when the thread has exactly one."
-    )
-    content = ContentField()
-    busy = serializers.ChoiceField(
-        choices=["reject", "enqueue", "interrupt"],
-        default="reject",
-        help_text="When the thread has an active job: answer 409, queue behind it, or cancel it.",
-    )
-    additional_instructions = serializers.CharField(
-        max_length=20_000, required=False, default="", allow_blank=True, help_text="Added to the prompt of this job."
-    )
-    expires_in_seconds = serializers.IntegerField(
-        min_value=1,
-        max_value=MAX_EXPIRES_IN_SECONDS,
-        required=False,
-        allow_null=True,
-        help_text="A job still waiting for a worker (or for an answer) this long after submission expires.",
-    )
+class MessageCreateSerializer(ExpirySerializer, MessageSubmitSerializer):
+    """The shared message fields (jobs.api.submission), with an optional ``agent``; the thread is in the path."""
 
-    def get_fields(self) -> dict[str, serializers.Field]:
-        # Added here, not as an attribute: a class attribute named ``context`` would hide Serializer.context.
-        fields = super().get_fields()
-        fields["context"] = JsonObjectField(
-            required=False,
-            default=dict,
-            help_text="Handed to tools; the model never sees it (ids, the caller's locale).",
-        )
-        return fields
+    expiry_fields = ("expires_in_seconds",)
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        attrs = super().validate(attrs)
-        content = attrs["content"]
-        if content == "" or content == []:
-            raise serializers.ValidationError({"content": ["A message needs some content."]})
-        try:
-            attrs["content"] = validate_content(content)
-        except PydanticValidationError as exc:
-            raise serializers.ValidationError(content_errors(content, exc)) from exc
-        return attrs
+    agent = agent_field(required=False, help_text="The agent to answer; optional when the thread has exactly one.")
 
 
-class MessagePostQuerySerializer(serializers.Serializer):
-    wait = serializers.BooleanField(
-        required=False, default=False, help_text="Wait for the job to end (or ask for action) before answering."
-    )
-    timeout = serializers.IntegerField(
-        min_value=0,
-        max_value=MAX_WAIT_SECONDS,
-        required=False,
-        default=30,
-        help_text=f"Seconds to wait with wait=true (at most {MAX_WAIT_SECONDS}).",
-    )
+_LINKS_EXAMPLE = {
+    "job": f"/api/v1/acme/jobs/{JOB_EXAMPLE['id']}/",
+    "thread": f"/api/v1/acme/threads/{THREAD_ID}/",
+    "events": f"/api/v1/acme/threads/{THREAD_ID}/events/?after=11",
+}
 
 
 class JobLinksSerializer(serializers.Serializer):
@@ -348,18 +227,9 @@ class JobLinksSerializer(serializers.Serializer):
         OpenApiExample(
             "Queued (202)",
             value={
-                **JOB_EXAMPLE,
-                "status": "queued",
-                "output": {},
-                "usage": {},
-                "started_at": None,
-                "finished_at": None,
+                **QUEUED_JOB_EXAMPLE,
                 "message": JOB_EXAMPLE["input_message"],
-                "links": {
-                    "job": f"/api/v1/acme/jobs/{JOB_EXAMPLE['id']}/",
-                    "thread": f"/api/v1/acme/threads/{THREAD_ID}/",
-                    "events": f"/api/v1/acme/threads/{THREAD_ID}/events/?after=11",
-                },
+                "links": _LINKS_EXAMPLE,
             },
             response_only=True,
             status_codes=["202"],
@@ -369,11 +239,7 @@ class JobLinksSerializer(serializers.Serializer):
             value={
                 **JOB_EXAMPLE,
                 "message": JOB_EXAMPLE["input_message"],
-                "links": {
-                    "job": f"/api/v1/acme/jobs/{JOB_EXAMPLE['id']}/",
-                    "thread": f"/api/v1/acme/threads/{THREAD_ID}/",
-                    "events": f"/api/v1/acme/threads/{THREAD_ID}/events/?after=11",
-                },
+                "links": _LINKS_EXAMPLE,
             },
             response_only=True,
             status_codes=["200"],

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -22,24 +20,14 @@ from agents.models import Agent
 from agents.selectors import agent_get, agent_list
 from aihub.access.api.views import TENANT_PARAMETER
 from aihub.api.base import TenantScopedViewSet, caller
-from aihub.api.problems import PROBLEM_CONTENT_TYPE
-from aihub.api.schema import ProblemSerializer
+from jobs.api import submission
 from jobs.models import Job
-from jobs.selectors import job_wait
-from jobs.services import job_submit
 from threads import selectors, services
 from threads.api import serializers as s
 from threads.events import event_payload
 from threads.models import Thread, ThreadMember
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-IDEMPOTENCY_KEY_MAX_LENGTH = 200
-
 THREAD_ID_PARAMETER = OpenApiParameter("id", uuid.UUID, OpenApiParameter.PATH, description="The thread's id.")
-
-
-def _problem(description: str) -> OpenApiResponse:
-    return OpenApiResponse(ProblemSerializer, description=description)
 
 
 def _parsed(serializer_class: type[Any], data: Any) -> dict[str, Any]:
@@ -184,14 +172,8 @@ class ThreadViewSet(TenantScopedViewSet):
     @extend_schema(
         parameters=[
             THREAD_ID_PARAMETER,
-            s.MessagePostQuerySerializer,
-            OpenApiParameter(
-                IDEMPOTENCY_HEADER,
-                str,
-                OpenApiParameter.HEADER,
-                description="Any string up to 200 characters: a retry with the same key returns the first job (200) "
-                "and writes nothing.",
-            ),
+            submission.WaitQuerySerializer,
+            submission.IDEMPOTENCY_KEY_PARAMETER,
         ],
         request=s.MessageCreateSerializer,
         responses={
@@ -199,11 +181,9 @@ class ThreadViewSet(TenantScopedViewSet):
             200: OpenApiResponse(
                 s.MessageJobSerializer,
                 description="With wait=true: the job ended (output, usage or error filled in). "
-                "Also a retry with an Idempotency-Key already used: the first job, as it stands.",
+                + submission.RETRIED_DESCRIPTION,
             ),
-            (409, PROBLEM_CONTENT_TYPE): _problem(
-                "The thread has an active job and busy is 'reject', or the agent is disabled"
-            ),
+            **submission.SUBMIT_CONFLICT_RESPONSE,
         },
         summary="Send a message: an agent answers it in a job",
         description="Stores the message and queues a job of the agent; the answer arrives as events (events/, "
@@ -217,28 +197,14 @@ class ThreadViewSet(TenantScopedViewSet):
             page = self.paginate_queryset(selectors.message_list(thread=thread))
             return self.get_paginated_response(s.MessageSerializer(page, many=True).data)
 
-        query = _parsed(s.MessagePostQuerySerializer, request.query_params)
-        key = request.headers.get(IDEMPOTENCY_HEADER) or None
-        if key is not None and len(key) > IDEMPOTENCY_KEY_MAX_LENGTH:
-            raise ValidationError({IDEMPOTENCY_HEADER: f"At most {IDEMPOTENCY_KEY_MAX_LENGTH} characters."})
+        query = submission.wait_query(request)
+        key = submission.idempotency_key(request)
         data = _parsed(s.MessageCreateSerializer, request.data)
         agent = self._answering_agent(thread, data.get("agent"))
-        expires_in = data.get("expires_in_seconds")
-        job, created = job_submit(
-            agent=agent,
-            user=caller(request),
-            content=data["content"],
-            thread=thread,
-            busy=data["busy"],
-            idempotency_key=key,
-            additional_instructions=data["additional_instructions"],
-            context=data["context"],
-            expires_at=timezone.now() + timedelta(seconds=expires_in) if expires_in else None,
+        job, created = submission.submit_message(
+            data, agent=agent, thread=thread, user=caller(request), idempotency_key=key, wait=query
         )
-        if query["wait"]:
-            job = job_wait(job_id=job.pk, timeout=query["timeout"])
-        answered = not created or job.is_final
-        return Response(self._job_body(job), status=status.HTTP_200_OK if answered else status.HTTP_202_ACCEPTED)
+        return submission.submitted_response(job, self._job_body(job), created=created)
 
     def _answering_agent(self, thread: Thread, slug: str | None) -> Agent:
         """The named agent (it joins the thread), or the thread's only agent when none is named."""

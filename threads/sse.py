@@ -1,0 +1,229 @@
+"""Server-sent events: one thread's events, or one job's, replayed from the database then live.
+
+``GET /api/v1/{tenant}/threads/{id}/stream`` and ``GET /api/v1/{tenant}/jobs/{id}/stream`` (the latter ends
+after the job's final event). The views are DRF views, so authentication (bearer API token, OAuth2 or OIDC
+token, or the session), scopes, throttling and problem details are the API's own and happen before the first
+byte is streamed; what they return is a ``StreamingHttpResponse`` over an async iterator, which Django's ASGI
+handler streams on the server's event loop.
+
+Every event is one frame::
+
+    id: <sequence>
+    event: <type>
+    data: <the event as JSON (threads.events.event_payload)>
+
+``stream.mode`` comes without an ``id:`` (it is no position in the log), ``: keep-alive`` comments every
+``AIHUB["SSE_KEEPALIVE_SECONDS"]`` keep proxies from timing out a quiet stream. ``Last-Event-ID`` (what
+``EventSource`` sends when it reconnects) or ``?last_event_id=`` resumes after that id; an id ahead of the
+thread's log is a 400. A job stream asked to resume after the finished job's last event answers 204, which
+tells ``EventSource`` to stop reconnecting. Closing a stream never stops the job it watches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.http import HttpResponse, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+
+from aihub.access.api.views import TENANT_PARAMETER
+from aihub.api.base import TenantApiView
+from aihub.api.schema import ProblemSerializer
+from aihub.conf import aihub_settings
+from jobs.selectors import job_get
+from threads import selectors
+from threads.events import serve_events_from, thread_group
+from threads.streams import ThreadEventStream
+
+LAST_EVENT_ID_HEADER = "Last-Event-ID"
+KEEP_ALIVE = ": keep-alive\n\n"
+
+
+class JsonWhateverAccepted(DefaultContentNegotiation):
+    """``Accept: text/event-stream`` must not be a 406: the stream bypasses renderers, and the errors before it
+    are problem details in JSON, whatever the client accepts."""
+
+    def select_renderer(self, request: Request, renderers: Any, format_suffix: str | None = None) -> Any:
+        return renderers[0], renderers[0].media_type
+
+
+def sse_frame(event: dict[str, Any]) -> str:
+    lines = [] if event["type"] == "stream.mode" else [f"id: {event['id']}"]
+    # json.dumps escapes newlines inside strings, so the data is always a single line.
+    lines += [f"event: {event['type']}", f"data: {json.dumps(event, separators=(',', ':'))}"]
+    return "\n".join(lines) + "\n\n"
+
+
+async def _next(events: AsyncIterator[dict[str, Any]]) -> dict[str, Any] | None:
+    try:
+        return await anext(events)
+    except StopAsyncIteration:
+        return None
+
+
+async def _feed(layer: Any, channel: str, stream: ThreadEventStream) -> None:
+    while True:
+        message = await layer.receive(channel)
+        if message.get("type") == "thread.events":
+            stream.offer(message["events"])
+
+
+async def event_frames(*, thread_id: uuid.UUID, after: int, job_id: uuid.UUID | None = None) -> AsyncIterator[str]:
+    """The SSE body: replay, ``stream.mode``, live events (and keep-alive comments while quiet)."""
+    serve_events_from(asyncio.get_running_loop())
+    layer = get_channel_layer()
+    assert layer is not None
+    group = thread_group(thread_id)
+    channel = await layer.new_channel()
+    # Joined before the replay reads the log, so nothing committed meanwhile is missed.
+    await layer.group_add(group, channel)
+    stream = ThreadEventStream(
+        thread_id=thread_id, after=after, job_id=job_id, poll_seconds=float(aihub_settings.STREAM_POLL_SECONDS)
+    )
+    reader = asyncio.create_task(_feed(layer, channel, stream))
+    events = stream.events()
+    pending: asyncio.Task[dict[str, Any] | None] | None = None
+    keepalive = float(aihub_settings.SSE_KEEPALIVE_SECONDS)
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.create_task(_next(events))
+            done, _ = await asyncio.wait({pending}, timeout=keepalive)
+            if not done:
+                yield KEEP_ALIVE
+                continue
+            event, pending = pending.result(), None
+            if event is None:
+                return  # the job's final event was sent
+            yield sse_frame(event)
+    finally:
+        # The client left (or the job ended): stop watching. The job itself is never touched.
+        for task in (pending, reader):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*(t for t in (pending, reader) if t is not None), return_exceptions=True)
+        await layer.group_discard(group, channel)
+
+
+def event_stream_response(
+    *, thread_id: uuid.UUID, after: int, job_id: uuid.UUID | None = None
+) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(
+        event_frames(thread_id=thread_id, after=after, job_id=job_id), content_type="text/event-stream"
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx would otherwise hold events back to fill its buffer
+    return response
+
+
+# --- Views and their schema ------------------------------------------------------------------------------
+
+
+def _problem(description: str) -> OpenApiResponse:
+    return OpenApiResponse(ProblemSerializer, description=description)
+
+
+STREAM_EXAMPLE = (
+    'id: 1\nevent: message.created\ndata: {"id":1,"type":"message.created","thread":"…","job":null,…}\n\n'
+    'event: stream.mode\ndata: {"type":"stream.mode","data":{"mode":"live"}}\n\n'
+    ": keep-alive\n\n"
+    'id: 2\nevent: job.queued\ndata: {"id":2,"type":"job.queued",…}\n\n'
+)
+
+
+def _id_parameter(what: str) -> OpenApiParameter:
+    return OpenApiParameter("id", uuid.UUID, OpenApiParameter.PATH, description=f"The {what}'s id.")
+
+
+STREAM_PARAMETERS = [
+    TENANT_PARAMETER,
+    OpenApiParameter(
+        LAST_EVENT_ID_HEADER,
+        int,
+        OpenApiParameter.HEADER,
+        description="Resume after this event id (EventSource sends it when it reconnects).",
+    ),
+    OpenApiParameter(
+        "last_event_id", int, OpenApiParameter.QUERY, description=f"The same as the {LAST_EVENT_ID_HEADER} header."
+    ),
+]
+
+
+def _stream_ok(description: str) -> dict[Any, Any]:
+    return {
+        (200, "text/event-stream"): OpenApiResponse(
+            OpenApiTypes.STR,
+            description=description,
+            examples=[OpenApiExample("A stream", value=STREAM_EXAMPLE, status_codes=[200])],
+        ),
+        (400, "application/problem+json"): _problem(
+            "last_event_id is not a non-negative integer, or is ahead of the thread's log."
+        ),
+        (404, "application/problem+json"): _problem("No such thread or job, or not visible to the caller."),
+    }
+
+
+class _StreamView(TenantApiView):
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = JsonWhateverAccepted
+
+    def last_event_id(self, request: Request, *, latest: int) -> int:
+        raw = request.headers.get(LAST_EVENT_ID_HEADER) or request.query_params.get("last_event_id") or "0"
+        if not raw.isdigit():
+            raise exceptions.ValidationError({"last_event_id": "A non-negative integer."})
+        after = int(raw)
+        if after > latest:
+            raise exceptions.ValidationError(
+                {"last_event_id": f"{after} is ahead of the thread's log (its latest event is {latest})."}
+            )
+        return after
+
+
+class ThreadStreamView(_StreamView):
+    @extend_schema(
+        summary="Stream a thread's events (SSE)",
+        description="Server-sent events: the events after `Last-Event-ID` (all without it), then a "
+        '`stream.mode` event (`{"mode": "live"}`, no id), then live events — each exactly once, in order. '
+        "`: keep-alive` comments while quiet. Closing the stream does not stop any job.",
+        parameters=[_id_parameter("thread"), *STREAM_PARAMETERS],
+        responses=_stream_ok("An endless text/event-stream of the thread's events."),
+    )
+    def get(self, request: Request, tenant: str, pk: uuid.UUID) -> StreamingHttpResponse:
+        thread = selectors.thread_get(principal=self.principal, thread_id=pk)
+        return event_stream_response(
+            thread_id=thread.pk, after=self.last_event_id(request, latest=thread.last_sequence)
+        )
+
+
+class JobStreamView(_StreamView):
+    @extend_schema(
+        summary="Stream a job's events (SSE), until it ends",
+        description="Like the thread's stream, but only this job's events; the stream closes after the job's "
+        "final event (`job.succeeded`, `job.failed`, `job.cancelled` or `job.expired`). A finished job whose "
+        "events were all received answers 204, which makes EventSource stop reconnecting. Closing the stream "
+        "does not stop the job.",
+        parameters=[_id_parameter("job"), *STREAM_PARAMETERS],
+        responses={
+            **_stream_ok("A text/event-stream of the job's events, ending with its final event."),
+            204: OpenApiResponse(description="The job has ended and every one of its events was received."),
+        },
+    )
+    def get(self, request: Request, tenant: str, pk: uuid.UUID) -> HttpResponse | StreamingHttpResponse:
+        job = job_get(principal=self.principal, job_id=pk)
+        after = self.last_event_id(request, latest=job.thread.last_sequence)
+        job_events = selectors.event_list(thread=job.thread, after=after, job_id=job.pk)
+        first = job_events.values_list("sequence", flat=True).first()
+        if first is None and job.is_final:
+            return HttpResponse(status=204)
+        # Nothing of this job comes before its first event: skip reading the thread's earlier history.
+        return event_stream_response(thread_id=job.thread_id, after=max(after, (first or 1) - 1), job_id=job.pk)
