@@ -16,37 +16,53 @@ Every event is one frame::
 ``AIHUB["SSE_KEEPALIVE_SECONDS"]`` keep proxies from timing out a quiet stream. ``Last-Event-ID`` (what
 ``EventSource`` sends when it reconnects) or ``?last_event_id=`` resumes after that id; an id ahead of the
 thread's log is a 400. A job stream asked to resume after the finished job's last event answers 204, which
-tells ``EventSource`` to stop reconnecting. Closing a stream never stops the job it watches.
+tells ``EventSource`` to stop reconnecting. Closing a stream never stops the job it watches, unless the request
+asked for it with ``?cancel_on_disconnect=true`` (job streams only): then a client that leaves before the job's
+final event cancels the job (``immediate``).
+
+The message-posting routes answer ``?stream=true`` with :func:`job_stream_response`, the same stream as
+``GET jobs/{id}/stream``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import exceptions
+from rest_framework import exceptions, serializers
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 
 from aihub.access.api.views import TENANT_PARAMETER
 from aihub.api.base import TenantApiView
+from aihub.api.problems import Conflict
 from aihub.api.schema import ProblemSerializer
 from aihub.conf import aihub_settings
+from jobs.models import CancelMode, Job
 from jobs.selectors import job_get
+from jobs.services import job_cancel
 from threads import selectors
-from threads.events import serve_events_from, thread_group
+from threads.events import event_payload, serve_events_from, thread_group
 from threads.streams import ThreadEventStream
 
 LAST_EVENT_ID_HEADER = "Last-Event-ID"
 KEEP_ALIVE = ": keep-alive\n\n"
+
+
+CANCEL_ON_DISCONNECT_HELP = (
+    "Cancel the job (`immediate`) when the client disconnects before the job's final event. Without it, "
+    "closing the stream never stops the job."
+)
 
 
 class JsonWhateverAccepted(DefaultContentNegotiation):
@@ -55,6 +71,16 @@ class JsonWhateverAccepted(DefaultContentNegotiation):
 
     def select_renderer(self, request: Request, renderers: Any, format_suffix: str | None = None) -> Any:
         return renderers[0], renderers[0].media_type
+
+
+class EventStreamAccepted(DefaultContentNegotiation):
+    """For routes that stream only on request (``?stream=true``): a client accepting ``text/event-stream`` gets
+    JSON (the non-streamed answer, or the problem before the stream) instead of a 406; others as usual."""
+
+    def select_renderer(self, request: Request, renderers: Any, format_suffix: str | None = None) -> Any:
+        if "text/event-stream" in request.META.get("HTTP_ACCEPT", ""):
+            return renderers[0], renderers[0].media_type
+        return super().select_renderer(request, renderers, format_suffix)
 
 
 def sse_frame(event: dict[str, Any]) -> str:
@@ -78,8 +104,29 @@ async def _feed(layer: Any, channel: str, stream: ThreadEventStream) -> None:
             stream.offer(message["events"])
 
 
-async def event_frames(*, thread_id: uuid.UUID, after: int, job_id: uuid.UUID | None = None) -> AsyncIterator[str]:
-    """The SSE body: replay, ``stream.mode``, live events (and keep-alive comments while quiet)."""
+@database_sync_to_async
+def _cancel_unless_ended(job_id: uuid.UUID) -> None:
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or job.is_final:
+        return
+    # It may end between the check and the lock (a 409 Conflict): then there is nothing left to stop.
+    with contextlib.suppress(Conflict):
+        job_cancel(job=job, mode=CancelMode.IMMEDIATE)
+
+
+async def event_frames(
+    *,
+    thread_id: uuid.UUID,
+    after: int,
+    job_id: uuid.UUID | None = None,
+    cancel_on_disconnect: bool = False,
+    prelude: Sequence[dict[str, Any]] = (),
+) -> AsyncIterator[str]:
+    """The SSE body: ``prelude`` (events up to ``after`` sent first), replay, ``stream.mode``, live events (and
+    keep-alive comments while quiet).
+
+    With ``cancel_on_disconnect`` (and a ``job_id``), leaving before the job's final event cancels the job.
+    """
     serve_events_from(asyncio.get_running_loop())
     layer = get_channel_layer()
     assert layer is not None
@@ -94,7 +141,10 @@ async def event_frames(*, thread_id: uuid.UUID, after: int, job_id: uuid.UUID | 
     events = stream.events()
     pending: asyncio.Task[dict[str, Any] | None] | None = None
     keepalive = float(aihub_settings.SSE_KEEPALIVE_SECONDS)
+    ended = False
     try:
+        for earlier in prelude:
+            yield sse_frame(earlier)
         while True:
             if pending is None:
                 pending = asyncio.create_task(_next(events))
@@ -104,26 +154,78 @@ async def event_frames(*, thread_id: uuid.UUID, after: int, job_id: uuid.UUID | 
                 continue
             event, pending = pending.result(), None
             if event is None:
+                ended = True
                 return  # the job's final event was sent
             yield sse_frame(event)
     finally:
-        # The client left (or the job ended): stop watching. The job itself is never touched.
+        # The client left (or the job ended): stop watching. The job itself is left alone unless the client
+        # asked for it to be cancelled with the stream.
         for task in (pending, reader):
             if task is not None:
                 task.cancel()
         await asyncio.gather(*(t for t in (pending, reader) if t is not None), return_exceptions=True)
         await layer.group_discard(group, channel)
+        if cancel_on_disconnect and job_id is not None and not ended:
+            await _cancel_unless_ended(job_id)
 
 
 def event_stream_response(
-    *, thread_id: uuid.UUID, after: int, job_id: uuid.UUID | None = None
+    *,
+    thread_id: uuid.UUID,
+    after: int,
+    job_id: uuid.UUID | None = None,
+    cancel_on_disconnect: bool = False,
+    prelude: Sequence[dict[str, Any]] = (),
 ) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(
-        event_frames(thread_id=thread_id, after=after, job_id=job_id), content_type="text/event-stream"
+    frames = event_frames(
+        thread_id=thread_id, after=after, job_id=job_id, cancel_on_disconnect=cancel_on_disconnect, prelude=prelude
     )
+    response = StreamingHttpResponse(frames, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx would otherwise hold events back to fill its buffer
     return response
+
+
+def _input_message_event(job: Job, *, before: int) -> dict[str, Any] | None:
+    """The ``message.created`` of the message the job answers: the event just before the job's first one.
+
+    It carries no job (the job is created after it, in the same transaction and under the thread's lock, so
+    nothing comes between them), which is why a job stream's filter would skip it.
+    """
+    event = selectors.event_list(thread=job.thread, after=before - 1).filter(sequence=before).first()
+    if event is None:
+        return None
+    payload = event_payload(event)
+    is_input = payload["type"] == "message.created" and payload["data"].get("id") == job.input.get("message")
+    return payload if is_input else None
+
+
+def job_stream_response(
+    job: Job, *, after: int = 0, cancel_on_disconnect: bool = False, with_input_message: bool = False
+) -> HttpResponse | StreamingHttpResponse:
+    """One job's events after ``after``, ending with its final event; 204 when it ended and all were sent.
+
+    Used by ``GET jobs/{id}/stream`` and, ``with_input_message``, by the message-posting routes with
+    ``?stream=true``: their stream starts with the caller's own ``message.created``, then the job's whole life.
+    """
+    first = selectors.event_list(thread=job.thread, after=after, job_id=job.pk).values_list("sequence", flat=True)
+    first_sequence = first.first()
+    if first_sequence is None and job.is_final:
+        return HttpResponse(status=204)
+    # Nothing of this job comes before its first event: skip reading the thread's earlier history.
+    start = max(after, (first_sequence or 1) - 1)
+    message = _input_message_event(job, before=start) if with_input_message and first_sequence else None
+    return event_stream_response(
+        thread_id=job.thread_id,
+        after=start,
+        job_id=job.pk,
+        cancel_on_disconnect=cancel_on_disconnect,
+        prelude=[message] if message else [],
+    )
+
+
+class CancelOnDisconnectQuerySerializer(serializers.Serializer):
+    cancel_on_disconnect = serializers.BooleanField(required=False, default=False, help_text=CANCEL_ON_DISCONNECT_HELP)
 
 
 # --- Views and their schema ------------------------------------------------------------------------------
@@ -211,19 +313,16 @@ class JobStreamView(_StreamView):
         description="Like the thread's stream, but only this job's events; the stream closes after the job's "
         "final event (`job.succeeded`, `job.failed`, `job.cancelled` or `job.expired`). A finished job whose "
         "events were all received answers 204, which makes EventSource stop reconnecting. Closing the stream "
-        "does not stop the job.",
-        parameters=[_id_parameter("job"), *STREAM_PARAMETERS],
+        "does not stop the job, unless `cancel_on_disconnect=true`.",
+        parameters=[_id_parameter("job"), *STREAM_PARAMETERS, CancelOnDisconnectQuerySerializer],
         responses={
             **_stream_ok("A text/event-stream of the job's events, ending with its final event."),
             204: OpenApiResponse(description="The job has ended and every one of its events was received."),
         },
     )
     def get(self, request: Request, tenant: str, pk: uuid.UUID) -> HttpResponse | StreamingHttpResponse:
+        query = CancelOnDisconnectQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
         job = job_get(principal=self.principal, job_id=pk)
         after = self.last_event_id(request, latest=job.thread.last_sequence)
-        job_events = selectors.event_list(thread=job.thread, after=after, job_id=job.pk)
-        first = job_events.values_list("sequence", flat=True).first()
-        if first is None and job.is_final:
-            return HttpResponse(status=204)
-        # Nothing of this job comes before its first event: skip reading the thread's earlier history.
-        return event_stream_response(thread_id=job.thread_id, after=max(after, (first or 1) - 1), job_id=job.pk)
+        return job_stream_response(job, after=after, cancel_on_disconnect=query.validated_data["cancel_on_disconnect"])

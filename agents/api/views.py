@@ -12,6 +12,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
+from django.http.response import HttpResponseBase
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.request import Request
@@ -32,6 +33,7 @@ from aihub.api.schema import ProblemSerializer
 from jobs.api import submission
 from jobs.api.serializers import QUEUED_JOB_EXAMPLE, JobSummarySerializer
 from threads import selectors as thread_selectors
+from threads.sse import EventStreamAccepted
 
 SLUG_PARAMETER = OpenApiParameter("slug", str, OpenApiParameter.PATH, description="The agent's slug.")
 
@@ -269,6 +271,8 @@ class AgentToolCallView(TenantApiView):
 
 @extend_schema(parameters=[TENANT_PARAMETER, SLUG_PARAMETER], tags=["agents"])
 class AgentMessagesView(TenantApiView):
+    content_negotiation_class = EventStreamAccepted
+
     @extend_schema(
         parameters=[submission.WaitQuerySerializer, submission.IDEMPOTENCY_KEY_PARAMETER],
         request=s.AgentMessageSerializer,
@@ -284,13 +288,15 @@ class AgentMessagesView(TenantApiView):
                 JobSummarySerializer,
                 description=f"With `wait=true`: the job, ended. {submission.RETRIED_DESCRIPTION}",
             ),
+            **submission.STREAMED_RESPONSE,
             **submission.SUBMIT_CONFLICT_RESPONSE,
         },
         summary="Talk to one agent",
         description="Stores the message on the given thread (or a new one) and starts a job of this agent. "
-        "Answers 202 with the job; with `wait=true`, 200 with the result once it ends.",
+        "Answers 202 with the job; with `wait=true`, 200 with the result once it ends; with `stream=true`, the "
+        "job's server-sent events until it ends.",
     )
-    def post(self, request: Request, tenant: str, slug: str) -> Response:
+    def post(self, request: Request, tenant: str, slug: str) -> HttpResponseBase:
         agent = selectors.agent_get(principal=self.principal, slug=slug)
         query = submission.wait_query(request)
         key = submission.idempotency_key(request)
@@ -303,4 +309,6 @@ class AgentMessagesView(TenantApiView):
         job, created = submission.submit_message(
             body, agent=agent, thread=thread, user=caller(request), idempotency_key=key, wait=query
         )
+        if query["stream"]:
+            return submission.streamed_response(job, query)
         return submission.submitted_response(job, JobSummarySerializer(job).data, created=created)

@@ -1,5 +1,5 @@
 """What every route that starts a job from a message shares: the Idempotency-Key header, the request fields,
-the wait query, the submission itself and the 202/200 answer.
+the wait and stream query, the submission itself and the 202/200 answer (or the job's event stream).
 
 Three routes start a job from a message: ``POST jobs/`` (the content is called ``input``, ``agent`` and
 ``thread`` in the body), ``POST agents/{slug}/messages`` (``thread`` in the body, ``?wait=``) and
@@ -12,8 +12,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
+from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_field
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema_field
 from pydantic import ValidationError as PydanticValidationError
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
@@ -28,6 +30,7 @@ from jobs.selectors import JOB_WAIT_MAX_SECONDS, job_wait
 from jobs.services import job_submit
 from threads.content import content_adapter, validate_content
 from threads.models import Thread
+from threads.sse import CANCEL_ON_DISCONNECT_HELP, STREAM_EXAMPLE, job_stream_response
 
 # --- The Idempotency-Key header ---------------------------------------------------------------------------------
 
@@ -254,7 +257,8 @@ class ExpirySerializer(serializers.Serializer):
 
 
 class WaitQuerySerializer(serializers.Serializer):
-    """``?wait=true&timeout=`` of the agents and threads message routes."""
+    """``?wait=true&timeout=`` or ``?stream=true&cancel_on_disconnect=`` of the agents and threads message
+    routes. Parsed before the job is submitted, so a bad combination starts nothing."""
 
     wait = serializers.BooleanField(
         required=False, default=False, help_text="Wait for the job to end (or ask for action) before answering."
@@ -267,6 +271,23 @@ class WaitQuerySerializer(serializers.Serializer):
         help_text=f"Seconds to wait with wait=true (default 30, at most {JOB_WAIT_MAX_SECONDS:g}); a job still "
         "running then is answered with 202.",
     )
+    stream = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Answer with the job's server-sent events (text/event-stream, the same frames as "
+        "`jobs/{id}/stream`), from the job's first event (this message) to its final one. Not with wait=true.",
+    )
+    cancel_on_disconnect = serializers.BooleanField(
+        required=False, default=False, help_text=f"Only with stream=true. {CANCEL_ON_DISCONNECT_HELP}"
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["stream"] and attrs["wait"]:
+            raise serializers.ValidationError({"stream": "Give stream=true or wait=true, not both."})
+        if attrs["cancel_on_disconnect"] and not attrs["stream"]:
+            # Without a stream there is no disconnect to react to: a silently ignored flag would mislead.
+            raise serializers.ValidationError({"cancel_on_disconnect": "Only with stream=true."})
+        return attrs
 
 
 def wait_query(request: Request) -> dict[str, Any]:
@@ -314,6 +335,20 @@ def submitted_response(job: Job, data: Any, *, created: bool, headers: dict[str,
     code = status.HTTP_200_OK if job.is_final or not created else status.HTTP_202_ACCEPTED
     return Response(data, status=code, headers=headers)
 
+
+def streamed_response(job: Job, query: dict[str, Any]) -> HttpResponse | StreamingHttpResponse:
+    """The answer to ``?stream=true``: the job's event stream from its first event (the caller's message)."""
+    return job_stream_response(job, cancel_on_disconnect=query["cancel_on_disconnect"], with_input_message=True)
+
+
+STREAMED_RESPONSE: dict[Any, OpenApiResponse] = {
+    (200, "text/event-stream"): OpenApiResponse(
+        OpenApiTypes.STR,
+        description="With `stream=true`: the job's server-sent events, from its `message.created` to its final "
+        "event, then the stream closes (the frames of `jobs/{id}/stream`).",
+        examples=[OpenApiExample("A stream", value=STREAM_EXAMPLE, status_codes=[200])],
+    )
+}
 
 SUBMIT_CONFLICT_RESPONSE: dict[Any, OpenApiResponse] = {
     (409, PROBLEM_CONTENT_TYPE): OpenApiResponse(

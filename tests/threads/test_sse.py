@@ -36,13 +36,26 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
 class Stream:
     """One SSE response, read frame by frame."""
 
-    def __init__(self, base: str, path: str, *, token: str = "", headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        base: str,
+        path: str,
+        *,
+        token: str = "",
+        headers: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> None:
+        """A GET, or with ``body`` a POST of that JSON (the message-posting routes with ?stream=true)."""
         parts = urlsplit(base)
         self.connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
         sent = {"Accept": "text/event-stream", **(headers or {})}
         if token:
             sent["Authorization"] = f"Bearer {token}"
-        self.connection.request("GET", path, headers=sent)
+        if body is None:
+            self.connection.request("GET", path, headers=sent)
+        else:
+            sent["Content-Type"] = "application/json"
+            self.connection.request("POST", path, body=json.dumps(body), headers=sent)
         self.response = self.connection.getresponse()
 
     def frames(self) -> Iterator[Frame]:
@@ -192,3 +205,111 @@ def test_errors_before_the_stream_are_problem_details(server: tuple[str, str]) -
         assert (name, stream.response.status) == (name, status)
         assert stream.response.getheader("Content-Type") == "application/problem+json"
         assert body["status"] == status
+
+
+# --- ?stream=true on the message-posting routes, and cancel_on_disconnect ---------------------------------------
+
+
+def final_status(base: str, token: str, job_id: str) -> str:
+    """The job's status once it has ended (waiting up to 15 s)."""
+    deadline = time.monotonic() + 15
+    while True:
+        _, job = _get(f"{base}/api/v1/demo/jobs/{job_id}/", token=token)
+        if job["status"] not in ("queued", "running") or time.monotonic() > deadline:
+            return str(job["status"])
+        time.sleep(0.1)
+
+
+def a_slow_echo_agent(base: str, token: str) -> str:
+    """An echo agent that pauses 0.1 s per word, so a 30-word answer runs for about three seconds."""
+    slug = f"slow-echo-{uuid.uuid4().hex[:8]}"
+    body = {"slug": slug, "name": "Slow echo", "class_name": "echo", "config": {"chunk_delay_seconds": 0.1}}
+    status, agent = _get(f"{base}/api/v1/demo/agents/", body=body, token=token)
+    assert status == 201, agent
+    return slug
+
+
+@pytest.mark.parametrize("route", ["agents", "threads"])
+def test_posting_with_stream_true_answers_with_the_jobs_events_from_its_message_to_its_end(
+    server: tuple[str, str], route: str
+) -> None:
+    base, token = server
+    if route == "agents":
+        path = "/api/v1/demo/agents/echo/messages?stream=true"
+    else:
+        path = f"/api/v1/demo/threads/{a_finished_thread(base, token)}/messages/?stream=true"
+    stream = Stream(base, path, token=token, body={"content": "stream me please"})
+    try:
+        assert stream.response.status == 200
+        assert stream.response.getheader("Content-Type", "").startswith("text/event-stream")
+        frames = [frame for frame in stream.frames() if "comment" not in frame]
+    finally:
+        stream.close()
+    events = [f for f in frames if f["event"] != "stream.mode"]
+
+    assert events[0]["event"] == "message.created"
+    assert data(events[0])["data"]["role"] == "user"
+    assert events[1]["event"] == "job.queued"
+    assert "llm.chunk" in [f["event"] for f in events]
+    assert events[-1]["event"] == "job.succeeded"
+    # The caller's message is stored before its job exists; everything after it is that job's.
+    assert data(events[0])["job"] is None
+    assert len({data(f)["job"] for f in events[1:]}) == 1
+    ids = [int(f["id"]) for f in events]
+    assert ids == sorted(set(ids))
+
+
+def test_stream_together_with_wait_is_a_400_problem_and_starts_no_job(server: tuple[str, str]) -> None:
+    base, token = server
+    thread = a_finished_thread(base, token)
+    _, before = _get(f"{base}/api/v1/demo/threads/{thread}/events/", token=token)
+    stream = Stream(
+        base,
+        f"/api/v1/demo/threads/{thread}/messages/?stream=true&wait=true",
+        token=token,
+        body={"content": "not both"},
+    )
+    body = json.loads(stream.response.read())
+    stream.close()
+    _, after = _get(f"{base}/api/v1/demo/threads/{thread}/events/", token=token)
+
+    assert stream.response.status == 400
+    assert stream.response.getheader("Content-Type") == "application/problem+json"
+    assert "stream" in json.dumps(body)
+    assert after["next_after"] == before["next_after"]
+
+
+@pytest.mark.parametrize(("flag", "ends"), [("&cancel_on_disconnect=true", "cancelled"), ("", "succeeded")])
+def test_a_client_leaving_after_the_first_chunk_cancels_the_job_only_with_cancel_on_disconnect(
+    server: tuple[str, str], flag: str, ends: str
+) -> None:
+    base, token = server
+    slug = a_slow_echo_agent(base, token)
+    stream = Stream(
+        base,
+        f"/api/v1/demo/agents/{slug}/messages?stream=true{flag}",
+        token=token,
+        body={"content": " ".join(["word"] * 30)},
+    )
+    try:
+        assert stream.response.status == 200
+        first_chunk = stream.until("llm.chunk")[-1]
+    finally:
+        stream.close()
+
+    assert final_status(base, token, data(first_chunk)["job"]) == ends
+
+
+def test_a_job_stream_with_cancel_on_disconnect_cancels_the_job_when_the_client_leaves(
+    server: tuple[str, str],
+) -> None:
+    base, token = server
+    slug = a_slow_echo_agent(base, token)
+    job = post_message(base, token, f"/api/v1/demo/agents/{slug}/messages", " ".join(["word"] * 30))
+    stream = Stream(base, f"/api/v1/demo/jobs/{job['id']}/stream?cancel_on_disconnect=true", token=token)
+    try:
+        stream.until("llm.chunk")
+    finally:
+        stream.close()
+
+    assert final_status(base, token, job["id"]) == "cancelled"

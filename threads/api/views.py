@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.http.response import HttpResponseBase
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -26,6 +27,7 @@ from threads import selectors, services
 from threads.api import serializers as s
 from threads.events import event_payload
 from threads.models import Thread, ThreadMember
+from threads.sse import EventStreamAccepted
 
 THREAD_ID_PARAMETER = OpenApiParameter("id", uuid.UUID, OpenApiParameter.PATH, description="The thread's id.")
 
@@ -42,6 +44,8 @@ class ThreadViewSet(TenantScopedViewSet):
 
     serializer_class = s.ThreadSerializer
     model = Thread
+    # messages/ streams with ?stream=true: a client accepting text/event-stream must not get a 406 there.
+    content_negotiation_class = EventStreamAccepted
 
     def visible_queryset(self) -> Any:
         return selectors.thread_list(principal=self.principal)
@@ -183,15 +187,16 @@ class ThreadViewSet(TenantScopedViewSet):
                 description="With wait=true: the job ended (output, usage or error filled in). "
                 + submission.RETRIED_DESCRIPTION,
             ),
+            **submission.STREAMED_RESPONSE,
             **submission.SUBMIT_CONFLICT_RESPONSE,
         },
         summary="Send a message: an agent answers it in a job",
         description="Stores the message and queues a job of the agent; the answer arrives as events (events/, "
         "the thread's stream) and in the job. With `wait=true` the request waits up to `timeout` seconds for the "
-        "job to end.",
+        "job to end; with `stream=true` the answer is the job's server-sent events until it ends.",
         methods=["POST"],
     )
-    def messages(self, request: Request, tenant: str, pk: str) -> Response:
+    def messages(self, request: Request, tenant: str, pk: str) -> HttpResponseBase:
         thread = self.get_object()
         if request.method == "GET":
             page = self.paginate_queryset(selectors.message_list(thread=thread))
@@ -204,6 +209,8 @@ class ThreadViewSet(TenantScopedViewSet):
         job, created = submission.submit_message(
             data, agent=agent, thread=thread, user=caller(request), idempotency_key=key, wait=query
         )
+        if query["stream"]:
+            return submission.streamed_response(job, query)
         return submission.submitted_response(job, self._job_body(job), created=created)
 
     def _answering_agent(self, thread: Thread, slug: str | None) -> Agent:
