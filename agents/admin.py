@@ -21,7 +21,7 @@ from agents import services
 from agents.models import Agent, AgentVersion, ModelProvider
 from agents.registry import agent_classes
 from agents.tools import TOOLS
-from aihub.access.admin import ServiceModelAdmin
+from aihub.access.admin import ReadOnlyAdminMixin, ServiceModelAdmin
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -118,7 +118,7 @@ class AgentForm(forms.ModelForm):
         return cleaned
 
 
-class AgentVersionInline(admin.TabularInline):
+class AgentVersionInline(ReadOnlyAdminMixin, admin.TabularInline):
     """Every version the agent had, newest first; versions are immutable, so nothing here is editable."""
 
     model = AgentVersion
@@ -131,12 +131,6 @@ class AgentVersionInline(admin.TabularInline):
     @admin.display(description="settings")
     def settings(self, version: AgentVersion) -> str:
         return format_html("<pre style='margin:0'>{}</pre>", json.dumps(version.snapshot, indent=2, sort_keys=True))
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Agent)

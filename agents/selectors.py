@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import Http404
 
 from agents.models import Agent, AgentVersion
+from threads.selectors import thread_member_list
 
 if TYPE_CHECKING:
     from aihub.access.principal import Principal
+    from threads.models import Thread
 
 AGENTS_RESOURCE = "agents"
 
@@ -32,3 +35,27 @@ def agent_get(*, principal: Principal, slug: str) -> Agent:
 def agent_version_list(*, agent: Agent) -> QuerySet[AgentVersion]:
     """The agent's versions, newest first."""
     return AgentVersion.objects.filter(agent=agent).select_related("created_by").order_by("-version")
+
+
+def answering_agent(*, principal: Principal, thread: Thread | None, slug: str | None) -> Agent:
+    """The agent that answers a message: the one named, else the thread's only agent member.
+
+    Raises Http404 for a named agent the caller cannot see, ValidationError (on ``agent``) when none is named
+    and the thread does not have exactly one visible agent.
+    """
+    if slug:
+        return agent_get(principal=principal, slug=slug)
+    if thread is None:
+        raise ValidationError({"agent": "Name the agent to answer a new thread."})
+    agent_ids = [
+        agent_id
+        for agent_id in thread_member_list(thread=thread).values_list("agent_id", flat=True)
+        if agent_id is not None
+    ]
+    if len(agent_ids) != 1:
+        have = "no agent" if not agent_ids else f"{len(agent_ids)} agents"
+        raise ValidationError({"agent": f"Name the agent to answer: this thread has {have}."})
+    agent = agent_list(principal=principal).filter(pk=agent_ids[0]).first()
+    if agent is None:
+        raise ValidationError({"agent": "The thread's agent no longer exists or is not visible to you."})
+    return agent

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from rest_framework.exceptions import APIException
 
-from aihub.access.admin import ReadOnlyModelAdmin
+from aihub.access.admin import ReadOnlyAdminMixin, ReadOnlyModelAdmin
 from jobs import services
 from jobs.models import Artifact, CancelMode, Job
 
 
-class ArtifactInline(admin.TabularInline):
+class ArtifactInline(ReadOnlyAdminMixin, admin.TabularInline):
     """What the job published, read-only: artifacts are written by the job's runner alone."""
 
     model = Artifact
@@ -28,15 +27,6 @@ class ArtifactInline(admin.TabularInline):
     def stored_file(self, artifact: Artifact) -> str:
         # The path in storage, not a link: media is not served; the API's content route is the download.
         return artifact.file.name if artifact.file else "-"
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Job)

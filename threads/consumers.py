@@ -68,8 +68,7 @@ from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.utils.encoders import JSONEncoder
 
-from agents.models import Agent
-from agents.selectors import agent_get, agent_list
+from agents.selectors import answering_agent
 from aihub.access.authentication import authenticate_bearer
 from aihub.access.principal import READ_SCOPE, WRITE_SCOPE, Principal, principal_for
 from aihub.api.problems import exception_handler, problem
@@ -157,26 +156,6 @@ def _latest_event_id(thread_id: uuid.UUID) -> int:
     return int(Thread.objects.filter(pk=thread_id).values_list("last_sequence", flat=True).get())
 
 
-def _answering_agent(principal: Principal, thread: Thread | None, slug: str | None) -> Agent:
-    """The named agent, or the thread's only agent — as ``POST /threads/{id}/messages`` decides."""
-    if slug:
-        return agent_get(principal=principal, slug=slug)
-    if thread is None:
-        raise drf_exceptions.ValidationError({"agent": "Name the agent to answer a new thread."})
-    agent_ids = [
-        agent_id
-        for agent_id in selectors.thread_member_list(thread=thread).values_list("agent_id", flat=True)
-        if agent_id is not None
-    ]
-    if len(agent_ids) != 1:
-        have = "no agent" if not agent_ids else f"{len(agent_ids)} agents"
-        raise drf_exceptions.ValidationError({"agent": f"Name the agent to answer: this thread has {have}."})
-    agent = agent_list(principal=principal).filter(pk=agent_ids[0]).first()
-    if agent is None:
-        raise drf_exceptions.ValidationError({"agent": "The thread's agent no longer exists or is not visible."})
-    return agent
-
-
 @database_sync_to_async
 def _message_create(principal: Principal, thread_id: Any, body: Frame) -> Frame:
     from datetime import timedelta
@@ -194,7 +173,7 @@ def _message_create(principal: Principal, thread_id: Any, body: Frame) -> Frame:
         thread = None
     expires_in = data.get("expires_in_seconds")
     job, created = job_submit(
-        agent=_answering_agent(principal, thread, data.get("agent")),
+        agent=answering_agent(principal=principal, thread=thread, slug=data.get("agent")),
         user=principal.user,
         content=data["content"],
         thread=thread,

@@ -106,8 +106,8 @@ class ServiceModelAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(request.get_full_path())
 
 
-class ReadOnlyModelAdmin(admin.ModelAdmin):
-    """Visible to operators, written only by the platform itself, superusers included."""
+class ReadOnlyAdminMixin:
+    """Visible to operators, written only by the platform itself, superusers included (admins and inlines)."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -117,6 +117,10 @@ class ReadOnlyModelAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class ReadOnlyModelAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    pass
 
 
 # --- Tenants ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agents.models import Agent
-from agents.selectors import agent_get, agent_list
+from agents.selectors import agent_get, agent_list, answering_agent
 from aihub.access.api.views import TENANT_PARAMETER
 from aihub.api.base import TenantScopedViewSet, caller
 from jobs.api import submission
@@ -205,30 +205,13 @@ class ThreadViewSet(TenantScopedViewSet):
         query = submission.wait_query(request)
         key = submission.idempotency_key(request)
         data = _parsed(s.MessageCreateSerializer, request.data)
-        agent = self._answering_agent(thread, data.get("agent"))
+        agent = answering_agent(principal=self.principal, thread=thread, slug=data.get("agent"))
         job, created = submission.submit_message(
             data, agent=agent, thread=thread, user=caller(request), idempotency_key=key, wait=query
         )
         if query["stream"]:
             return submission.streamed_response(job, query)
         return submission.submitted_response(job, self._job_body(job), created=created)
-
-    def _answering_agent(self, thread: Thread, slug: str | None) -> Agent:
-        """The named agent (it joins the thread), or the thread's only agent when none is named."""
-        if slug:
-            return agent_get(principal=self.principal, slug=slug)
-        agent_ids = [
-            agent_id
-            for agent_id in selectors.thread_member_list(thread=thread).values_list("agent_id", flat=True)
-            if agent_id is not None
-        ]
-        if len(agent_ids) != 1:
-            have = "no agent" if not agent_ids else f"{len(agent_ids)} agents"
-            raise ValidationError({"agent": f"Name the agent to answer: this thread has {have}."})
-        agent = agent_list(principal=self.principal).filter(pk=agent_ids[0]).first()
-        if agent is None:
-            raise ValidationError({"agent": "The thread's agent no longer exists or is not visible to you."})
-        return agent
 
     def _job_body(self, job: Job) -> Any:
         first = selectors.event_list(thread=job.thread, job_id=job.pk).values_list("sequence", flat=True).first()
