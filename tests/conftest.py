@@ -14,6 +14,9 @@ from aihub.access.models import Membership
 from tests.factories import ApiTokenFactory, IssuedApiToken, MembershipFactory, TenantFactory, UserFactory
 from tests.helpers import bearer
 
+# Real daphne servers (embedded and scaled out) as fixtures for any test module.
+pytest_plugins = ["tests.servers"]
+
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 
 

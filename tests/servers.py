@@ -1,0 +1,123 @@
+"""Real servers for tests: daphne as `make run` starts it (embedded) or scaled out on PostgreSQL and Redis.
+
+The fixtures are module-scoped (one server per test module) and registered for every test through tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.conftest import DEFAULT_REDIS_URL, require_service
+
+REPO = Path(__file__).resolve().parent.parent
+SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_json(url: str, *, body: dict[str, Any] | None = None, token: str = "") -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def start_daphne(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO, env=env, check=True, timeout=180
+    )
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "aihub.asgi:application"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            http_json(f"{base}/api/v1/health")
+            return server, base
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                output = server.stdout.read().decode() if server.stdout else ""
+                pytest.fail(f"daphne did not start:\n{output}")
+            time.sleep(0.2)
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def base_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES and k != "DJANGO_SETTINGS_MODULE"}
+    env["AIHUB_VAR_DIR"] = str(tmp_path_factory.mktemp("var"))
+    return env
+
+
+@pytest.fixture(scope="module")
+def embedded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """The server as `make run` starts it, seeded with the demo tenant, agents and an API token."""
+    env = base_env(tmp_path_factory)
+    server, base = start_daphne(env)
+    seeded = subprocess.run(
+        [sys.executable, "manage.py", "seed_demo", "--token"], cwd=REPO, env=env, check=True, capture_output=True
+    )
+    subprocess.run([sys.executable, "manage.py", "seed_demo_agents"], cwd=REPO, env=env, check=True, timeout=60)
+    token = re.search(r"aih_\S+", seeded.stdout.decode())
+    assert token is not None, seeded.stdout
+    yield base, token.group(0)
+    stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def scaled_out_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """daphne on PostgreSQL, channels-redis and a Redis broker, in a database of its own."""
+    postgres_url = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/aihub")
+    server_root = postgres_url.rsplit("/", 1)[0]
+    require_service("PostgreSQL", postgres_url)
+    redis = require_service("Redis", os.environ.get("TEST_REDIS_URL", DEFAULT_REDIS_URL))
+    database = f"aihub_server_test_{os.getpid()}"
+    with psycopg.connect(f"{server_root}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}"')
+        conn.execute(f'CREATE DATABASE "{database}"')
+    env = base_env(tmp_path_factory) | {
+        "DATABASE_URL": f"{server_root}/{database}",
+        "REDIS_URL": redis,
+        "CELERY_BROKER_URL": redis,
+    }
+    server, base = start_daphne(env)
+    yield base
+    stop_server(server)
+    with psycopg.connect(f"{server_root}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
