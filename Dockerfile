@@ -13,7 +13,10 @@ ENV PATH=/opt/venv/bin:$PATH
 
 # Requirements alone first, so that code changes do not reinstall them.
 COPY requirements.txt /tmp/requirements.txt
+# torch from PyTorch's CPU index first (requirements.txt pins the same version): from PyPI it is the CUDA build,
+# gigabytes the local embedding model does not use.
 RUN pip install --upgrade pip \
+    && pip install --index-url https://download.pytorch.org/whl/cpu "torch==$(sed -n 's/^torch==//p' /tmp/requirements.txt)" \
     && pip install -r /tmp/requirements.txt
 
 # --- runtime: the virtual environment, the code and the static files; no compiler, no pip cache ---------------

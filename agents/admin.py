@@ -17,8 +17,16 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from rest_framework.exceptions import APIException
 
-from agents import services
-from agents.models import Agent, AgentVersion, ModelProvider
+from agents import catalogue, services
+from agents.models import (
+    Agent,
+    AgentVersion,
+    CatalogueModel,
+    Handoff,
+    ModelProvider,
+    ModelSource,
+    ProviderKind,
+)
 from agents.registry import agent_classes
 from agents.tools import TOOLS
 from aihub.access.admin import ReadOnlyAdminMixin, ServiceModelAdmin
@@ -133,6 +141,92 @@ class AgentVersionInline(ReadOnlyAdminMixin, admin.TabularInline):
         return format_html("<pre style='margin:0'>{}</pre>", json.dumps(version.snapshot, indent=2, sort_keys=True))
 
 
+class HandoffForm(forms.ModelForm):
+    required_state_keys = forms.CharField(
+        required=False,
+        max_length=2000,
+        help_text="Comma-separated thread state keys that must be set before the handoff is allowed.",
+    )
+
+    class Meta:
+        model = Handoff
+        fields = ("target", "description", "required_state_keys")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.instance._state.adding:
+            self.initial["required_state_keys"] = ", ".join(self.instance.required_state_keys)
+
+    def clean_required_state_keys(self) -> list[str]:
+        return [key.strip() for key in self.cleaned_data.get("required_state_keys", "").split(",") if key.strip()]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        target = cleaned.get("target")
+        if self.errors or target is None or cleaned.get("DELETE"):
+            return cleaned
+        candidate = Handoff(
+            pk=self.instance.pk,
+            source=Agent.objects.get(pk=self.instance.source_id),
+            target=target,
+            description=cleaned.get("description", ""),
+            required_state_keys=cleaned.get("required_state_keys", []),
+        )
+        try:
+            services.handoff_validate(candidate)
+        except ValidationError as exc:
+            for key, errors in exc.message_dict.items():
+                self.add_error(key if key in self.fields else None, errors)
+        return cleaned
+
+
+class HandoffInline(admin.TabularInline):
+    """The agent's handoff edges (its ``transfer_to_agent`` targets); saved through agents.services."""
+
+    model = Handoff
+    form = HandoffForm
+    fk_name = "source"
+    extra = 0
+    verbose_name = "handoff"
+    verbose_name_plural = "handoffs (agents this one may pass a thread to)"
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        # Targets are offered from the agent's own tenant only (the service refuses the rest anyway).
+        request._handoff_source = obj  # type: ignore[attr-defined]
+        return super().get_formset(request, obj, **kwargs)
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        source = getattr(request, "_handoff_source", None)
+        if db_field.name == "target" and source is not None:
+            kwargs["queryset"] = Agent.objects.filter(tenant_id=source.tenant_id).exclude(pk=source.pk)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+def _save_handoffs(formset: Any) -> None:
+    """Write the handoff inline's changes through the services, and tell the admin what changed."""
+    new, changed, deleted = [], [], []
+    for form in formset.forms:
+        data = getattr(form, "cleaned_data", None)
+        if not data:
+            continue  # an empty extra row
+        instance = form.instance
+        fields = {"description": data.get("description", ""), "required_state_keys": data["required_state_keys"]}
+        if formset._should_delete_form(form) or (not instance._state.adding and "target" in form.changed_data):
+            if not instance._state.adding:
+                services.handoff_delete(handoff=Handoff.objects.get(pk=instance.pk))
+                deleted.append(instance)
+            if formset._should_delete_form(form):
+                continue
+            instance._state.adding = True
+        if instance._state.adding:
+            if form.has_changed():
+                new.append(services.handoff_create(source=formset.instance, target=data["target"], **fields))
+        elif form.has_changed():
+            edge = services.handoff_update(handoff=Handoff.objects.get(pk=instance.pk), **fields)
+            changed.append((edge, form.changed_data))
+    formset.new_objects, formset.changed_objects, formset.deleted_objects = new, changed, deleted
+
+
 @admin.register(Agent)
 class AgentAdmin(ServiceModelAdmin):
     form = AgentForm
@@ -141,7 +235,7 @@ class AgentAdmin(ServiceModelAdmin):
     list_select_related = ("tenant",)
     search_fields = ("slug", "name", "description", "tenant__slug")
     ordering = ("tenant__slug", "slug")
-    inlines = (AgentVersionInline,)
+    inlines = (HandoffInline, AgentVersionInline)
     actions = ("enable_agents", "disable_agents")
 
     def get_inlines(self, request: HttpRequest, obj: Any) -> Any:
@@ -179,7 +273,10 @@ class AgentAdmin(ServiceModelAdmin):
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         # The versions inline is read-only; the admin's change message still asks each formset what it saved.
         for formset in formsets:
-            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+            if formset.model is Handoff:
+                _save_handoffs(formset)
+            else:
+                formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
 
     def delete_model(self, request: HttpRequest, obj: Agent) -> None:
         self._delete(request, obj)
@@ -257,10 +354,40 @@ class ModelProviderForm(forms.ModelForm):
 @admin.register(ModelProvider)
 class ModelProviderAdmin(ServiceModelAdmin):
     form = ModelProviderForm
-    list_display = ("name", "kind", "base_url", "key_source", "timeout_seconds", "max_retries", "enabled")
+    list_display = (
+        "name",
+        "kind",
+        "base_url",
+        "key_source",
+        "timeout_seconds",
+        "max_retries",
+        "enabled",
+        "model_list_status",
+    )
     list_filter = ("kind", "enabled")
     search_fields = ("name", "base_url")
     ordering = ("name",)
+    actions = ["refresh_model_lists"]
+
+    @admin.display(description="Model list")
+    def model_list_status(self, provider: ModelProvider) -> str:
+        if provider.kind != ProviderKind.OPENAI:
+            return "built in"
+        if provider.models_stale_since is not None:
+            return f"stale since {provider.models_stale_since:%Y-%m-%d %H:%M} UTC: {provider.models_error}"
+        if provider.models_refreshed_at is None:
+            return "not read yet"
+        return f"read {provider.models_refreshed_at:%Y-%m-%d %H:%M} UTC"
+
+    @admin.action(description="Read the model lists of the selected providers now")
+    def refresh_model_lists(self, request: HttpRequest, queryset: QuerySet[ModelProvider]) -> None:
+        for provider in queryset:
+            if catalogue.catalogue_refresh(provider=provider, force=True):
+                self.message_user(request, f"{provider.name}: model list read.", messages.SUCCESS)
+            else:
+                provider.refresh_from_db()
+                reason = provider.models_error or "not an OpenAI-compatible endpoint, or disabled"
+                self.message_user(request, f"{provider.name}: {reason}", messages.WARNING)
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         fields = ["name", "kind", "base_url", "new_api_key", "api_key_env", "timeout_seconds", "max_retries", "enabled"]
@@ -291,3 +418,56 @@ class ModelProviderAdmin(ServiceModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ModelProvider]) -> None:
         for provider in queryset:
             services.model_provider_delete(provider=provider)
+
+
+# --- The model catalogue ---------------------------------------------------------------------------------
+
+
+@admin.register(CatalogueModel)
+class CatalogueModelAdmin(ServiceModelAdmin):
+    """Operators price models and choose which the API shows; the lists themselves come from the providers."""
+
+    list_display = (
+        "model_id",
+        "type",
+        "context_length",
+        "input_price_per_million",
+        "output_price_per_million",
+        "visible",
+        "available",
+        "source",
+    )
+    list_editable = ("type", "context_length", "input_price_per_million", "output_price_per_million", "visible")
+    list_filter = ("type", "visible", "available", "source", "provider_name")
+    search_fields = ("model_id", "owned_by")
+    ordering = ("type", "model_id")
+    readonly_fields = (
+        "model_id",
+        "provider",
+        "name",
+        "source",
+        "available",
+        "owned_by",
+        "first_seen_at",
+        "last_seen_at",
+    )
+    fields = (
+        *readonly_fields,
+        "type",
+        "context_length",
+        "dimensions",
+        "input_price_per_million",
+        "output_price_per_million",
+        "visible",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # models come from the providers' lists and the built-ins
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A provider's model would come back with its next list; hide it instead. Built-ins never go.
+        return obj is None or (obj.source != ModelSource.BUILTIN and not obj.available)
+
+    def save_model(self, request: HttpRequest, obj: CatalogueModel, form: forms.ModelForm, change: bool) -> None:
+        fields = {name: form.cleaned_data[name] for name in form.changed_data if name in catalogue.OPERATOR_FIELDS}
+        _adopt(obj, catalogue.catalogue_model_update(model=obj, **fields))

@@ -10,5 +10,6 @@ class AgentsConfig(AppConfig):
 
     def ready(self) -> None:
         # Built-in classes and tools register themselves on import; plug-ins come from entry points.
-        from agents import registry, tools  # noqa: F401
-        from agents.classes import chat, echo, tooling  # noqa: F401
+        # retrieval registers the knowledge_search tool.
+        from agents import registry, retrieval, tools  # noqa: F401
+        from agents.classes import chat, echo, rag, tooling  # noqa: F401

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import html
 import uuid
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -10,7 +12,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from agents.providers.base import ChatProvider, ChatRequest, Finished, TextDelta, ToolCall, Usage
-from threads.content import text_of
+from aihub.conf import aihub_settings
+from threads.content import file_ids_of, text_of
+from threads.models import File
+from threads.selectors import files_by_id
 
 
 @dataclass(frozen=True)
@@ -125,15 +130,106 @@ class TurnResult:
     finish_reason: str = ""
 
 
-def chat_messages(run: AgentRun, *, history_window: int | None = None) -> list[dict[str, Any]]:
-    """The run as OpenAI chat messages: system prompt (and this job's extra instructions), history, input."""
+VISION_HELP = (
+    "The agent's model accepts images: attached images are sent to it (as base64 data URLs). Off, the model is "
+    "told that an image was attached but not shown."
+)
+"""A config field, not a property of the provider: one endpoint serves models with and without vision."""
+
+
+def _attribute(value: str) -> str:
+    return html.escape(value, quote=True)
+
+
+def _image_parts(block: dict[str, Any], file: File | None, *, vision: bool) -> list[dict[str, Any]]:
+    """An image as OpenAI content parts: a marker naming it, then (for a model that accepts images) the image."""
+    name, media_type = (file.name, file.media_type) if file is not None else (block.get("name", ""), "")
+    marker = f'<image name="{_attribute(name)}" media_type="{_attribute(media_type)}"'
+    url = block.get("url") or ""
+    if file is None and not url:
+        return [{"type": "text", "text": f'{marker} unavailable="the file was deleted"/>'}]
+    if not vision:
+        return [{"type": "text", "text": f'{marker} omitted="this model does not accept images"/>'}]
+    if file is not None:
+        try:
+            with file.content.open("rb") as handle:
+                data = handle.read()
+        except OSError:
+            return [{"type": "text", "text": f'{marker} unavailable="the file cannot be read"/>'}]
+        url = f"data:{file.media_type};base64,{base64.b64encode(data).decode()}"
+    elif not url.startswith(("https://", "data:image/")):
+        return [{"type": "text", "text": f'{marker} omitted="only https and data URLs are passed on"/>'}]
+    image = {"type": "image_url", "image_url": {"url": url, "detail": block.get("detail", "auto")}}
+    return [{"type": "text", "text": f"{marker}/>"}, image]
+
+
+def _document_part(block: dict[str, Any], file: File | None, *, max_chars: int) -> dict[str, Any]:
+    """A document as a text part: its extracted text (up to ``max_chars``) inside a marker naming the file."""
+    if file is None:
+        name = _attribute(block.get("name", ""))
+        return {"type": "text", "text": f'<attachment name="{name}" unavailable="the file was deleted"/>'}
+    marker = f'<attachment name="{_attribute(file.name)}" media_type="{_attribute(file.media_type)}"'
+    if not file.text:
+        return {"type": "text", "text": f'{marker} empty="no text could be read from it"/>'}
+    text, truncated = file.text[:max_chars], len(file.text) > max_chars
+    cut = f' truncated="the first {max_chars} of {len(file.text)} characters"' if truncated else ""
+    return {"type": "text", "text": f"{marker}{cut}>\n{text}\n</attachment>"}
+
+
+def user_content(
+    content: list[dict[str, Any]], files: dict[str, File], *, vision: bool, max_chars: int
+) -> str | list[dict[str, Any]]:
+    """A user message's blocks as OpenAI message content: plain text while there are no attachments (as before
+    attachments existed), else a list of parts in the blocks' order."""
+    if not file_ids_of(content) and not any(block.get("type") == "image" for block in content):
+        return text_of(content)
+    parts: list[dict[str, Any]] = []
+    for block in content:
+        kind = block.get("type")
+        if kind == "text":
+            parts.append({"type": "text", "text": block["text"]})
+        elif kind == "image":
+            parts.extend(_image_parts(block, files.get(block.get("file_id") or ""), vision=vision))
+        elif kind == "file":
+            parts.append(_document_part(block, files.get(block.get("file_id") or ""), max_chars=max_chars))
+    if not any(part["type"] == "image_url" for part in parts):
+        return "\n\n".join(part["text"] for part in parts)
+    return parts
+
+
+def _attached_files(run: AgentRun, messages: list[dict[str, Any]]) -> dict[str, File]:
+    ids: list[str] = []
+    for content in [*(m["content"] for m in messages if m["role"] == "user"), run.input]:
+        ids.extend(file_ids_of(content))
+    valid = []
+    for file_id in dict.fromkeys(ids):
+        try:
+            valid.append(uuid.UUID(file_id))
+        except ValueError:
+            continue  # not a file of ours: shown as unavailable
+    return files_by_id(tenant_id=run.tenant_id, ids=valid) if valid else {}
+
+
+def chat_messages(run: AgentRun, *, history_window: int | None = None, vision: bool = False) -> list[dict[str, Any]]:
+    """The run as OpenAI chat messages: system prompt (and this job's extra instructions), history, input.
+
+    Attached documents give their extracted text (at most ATTACHMENT_TEXT_MAX_CHARS each, marked with the
+    file's name); attached images go to the model as ``image_url`` parts (base64 data URLs) when ``vision`` says
+    it accepts images, else a note says an image was left out.
+    """
     system = "\n\n".join(part for part in (run.system_prompt, run.additional_instructions) if part)
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     history = run.history if history_window is None else run.history[-history_window:] if history_window else []
+    files = _attached_files(run, history)
+    max_chars = int(aihub_settings.ATTACHMENT_TEXT_MAX_CHARS)
     for message in history:
-        if message["role"] in ("user", "assistant") and (text := text_of(message["content"])):
-            messages.append({"role": message["role"], "content": text})
-    messages.append({"role": "user", "content": text_of(run.input)})
+        if message["role"] == "user":
+            content = user_content(message["content"], files, vision=vision, max_chars=max_chars)
+            if content:
+                messages.append({"role": "user", "content": content})
+        elif message["role"] == "assistant" and (text := text_of(message["content"])):
+            messages.append({"role": "assistant", "content": text})
+    messages.append({"role": "user", "content": user_content(run.input, files, vision=vision, max_chars=max_chars)})
     return messages
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import Http404
 
-from agents.models import Agent, AgentVersion
+from agents.models import Agent, AgentVersion, Handoff
+from threads.events import EventType
+from threads.models import Event
 from threads.selectors import thread_member_list
 
 if TYPE_CHECKING:
@@ -38,7 +41,8 @@ def agent_version_list(*, agent: Agent) -> QuerySet[AgentVersion]:
 
 
 def answering_agent(*, principal: Principal, thread: Thread | None, slug: str | None) -> Agent:
-    """The agent that answers a message: the one named, else the thread's only agent member.
+    """The agent that answers a message: the one named, else the agent the thread was last handed off to (its
+    current agent), else the thread's only agent member.
 
     Raises Http404 for a named agent the caller cannot see, ValidationError (on ``agent``) when none is named
     and the thread does not have exactly one visible agent.
@@ -47,6 +51,13 @@ def answering_agent(*, principal: Principal, thread: Thread | None, slug: str | 
         return agent_get(principal=principal, slug=slug)
     if thread is None:
         raise ValidationError({"agent": "Name the agent to answer a new thread."})
+    if (current := thread_current_agent_id(thread=thread)) is not None:
+        handed_to = agent_list(principal=principal).filter(pk=current).first()
+        if handed_to is None:
+            raise ValidationError(
+                {"agent": "The thread was handed off to an agent that no longer exists or is not visible to you."}
+            )
+        return handed_to
     agent_ids = [
         agent_id
         for agent_id in thread_member_list(thread=thread).values_list("agent_id", flat=True)
@@ -59,3 +70,26 @@ def answering_agent(*, principal: Principal, thread: Thread | None, slug: str | 
     if agent is None:
         raise ValidationError({"agent": "The thread's agent no longer exists or is not visible to you."})
     return agent
+
+
+def thread_current_agent_id(*, thread: Thread) -> uuid.UUID | None:
+    """The agent the thread was last handed off to (the target of its latest ``handoff`` event), if any."""
+    event = Event.objects.filter(thread=thread, type=EventType.HANDOFF).order_by("-sequence").first()
+    if event is None:
+        return None
+    try:
+        return uuid.UUID(str(event.data.get("to_agent")))
+    except ValueError:
+        return None
+
+
+def handoff_list(*, principal: Principal) -> QuerySet[Handoff]:
+    """The tenant's handoff edges between agents the caller may both see."""
+    visible = agent_list(principal=principal)
+    edges = Handoff.objects.filter(source__in=visible, target__in=visible).select_related("source", "target")
+    return edges.order_by("source__slug", "target__slug")
+
+
+def agent_handoff_list(*, principal: Principal, agent: Agent) -> QuerySet[Handoff]:
+    """An agent's outgoing edges to agents the caller may see."""
+    return handoff_list(principal=principal).filter(source=agent)

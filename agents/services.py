@@ -5,18 +5,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 from pydantic import ValidationError as PydanticValidationError
 
-from agents.models import Agent, AgentVersion, ModelProvider
+from agents.models import Agent, AgentVersion, Handoff, ModelProvider
 from agents.registry import get_agent_class
 from agents.tools import get_tool
 from aihub.access.models import Tenant
 from aihub.api.problems import Conflict
-from threads.models import ThreadMember
+from threads import services as thread_services
+from threads.events import EventType, NewEvent
+from threads.models import Event, Thread, ThreadMember
 
 if TYPE_CHECKING:
+    import uuid
+
     from django.contrib.auth.models import User
 
 _VERSIONED_FIELDS = ("name", "description", "class_name", "config", "model", "system_prompt", "tools", "enabled")
@@ -151,3 +155,87 @@ def model_provider_update(*, provider: ModelProvider, **changes: Any) -> ModelPr
 @transaction.atomic
 def model_provider_delete(*, provider: ModelProvider) -> None:
     provider.delete()
+
+
+# --- Handoff edges ---------------------------------------------------------------------------------------
+
+HANDOFF_STATE_KEYS_MAX = 20
+
+
+def handoff_validate(handoff: Handoff) -> None:
+    """An edge joins two different agents of one tenant; its required state keys are distinct non-empty names.
+
+    Raises ValidationError keyed by field; normalises ``required_state_keys`` (stripped, duplicates dropped).
+    The writes below call it, and so does the admin's inline form.
+    """
+    source, target = handoff.source, handoff.target
+    if source.tenant_id != target.tenant_id:
+        raise ValidationError({"target": "A handoff target is an agent of the same tenant."})
+    if source.pk == target.pk:
+        raise ValidationError({"target": "An agent cannot hand off to itself."})
+    keys = handoff.required_state_keys
+    if not isinstance(keys, list | tuple) or not all(isinstance(key, str) and key.strip() for key in keys):
+        raise ValidationError({"required_state_keys": "The required state keys are a list of non-empty names."})
+    keys = list(dict.fromkeys(key.strip() for key in keys))
+    if len(keys) > HANDOFF_STATE_KEYS_MAX or any(len(key) > 200 for key in keys):
+        raise ValidationError(
+            {"required_state_keys": f"At most {HANDOFF_STATE_KEYS_MAX} keys of at most 200 characters each."}
+        )
+    handoff.required_state_keys = keys
+    duplicate = Handoff.objects.filter(source=source, target=target).exclude(pk=handoff.pk)
+    if duplicate.exists():
+        raise ValidationError({"target": f"{source.slug!r} already hands off to {target.slug!r}."})
+
+
+@transaction.atomic
+def handoff_create(
+    *, source: Agent, target: Agent, description: str = "", required_state_keys: list[str] | None = None
+) -> Handoff:
+    handoff = Handoff(
+        source=source, target=target, description=description, required_state_keys=list(required_state_keys or [])
+    )
+    handoff_validate(handoff)
+    try:
+        with transaction.atomic():
+            handoff.save()
+    except IntegrityError as exc:
+        # The same edge created at the same moment by another request: the check above could not see it.
+        raise ValidationError({"target": f"{source.slug!r} already hands off to {target.slug!r}."}) from exc
+    return handoff
+
+
+@transaction.atomic
+def handoff_update(
+    *, handoff: Handoff, description: str | None = None, required_state_keys: list[str] | None = None
+) -> Handoff:
+    """Change what the edge says; its ends are fixed (delete it and create another to move it)."""
+    if description is not None:
+        handoff.description = description
+    if required_state_keys is not None:
+        handoff.required_state_keys = required_state_keys
+    handoff_validate(handoff)
+    handoff.save(update_fields=["description", "required_state_keys"])
+    return handoff
+
+
+@transaction.atomic
+def handoff_delete(*, handoff: Handoff) -> None:
+    handoff.delete()
+
+
+@transaction.atomic
+def handoff_perform(*, handoff: Handoff, thread: Thread, reason: str = "", job_id: uuid.UUID | None = None) -> Event:
+    """Pass the thread to the edge's target: a ``handoff`` event (the thread's current agent is the target of
+    its latest one, agents.selectors.thread_current_agent_id) and the target as a member of the thread."""
+    thread_services.thread_member_add(thread=thread, agent_id=handoff.target_id)
+    data = {
+        "from": handoff.source.slug,
+        "to": handoff.target.slug,
+        "from_agent": str(handoff.source_id),
+        "to_agent": str(handoff.target_id),
+        "reason": reason,
+    }
+    [event] = thread_services.events_append(
+        thread=thread, events=[NewEvent(EventType.HANDOFF, data, job_id=job_id, agent_id=handoff.source_id)]
+    )
+    return event

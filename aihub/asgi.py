@@ -16,11 +16,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from aihub.celery import start_embedded_beat, start_embedded_worker  # noqa: E402
+from aihub.interop.mcp import with_mcp  # noqa: E402
 from aihub.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # /mcp is the MCP server (aihub.interop.mcp); everything else is Django.
+        "http": with_mcp(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -24,6 +24,42 @@ DEFAULTS: dict[str, Any] = {
     "WS_MAX_FRAME_BYTES": 64 * 1024,
     "SSE_KEEPALIVE_SECONDS": 15.0,
     "STREAM_POLL_SECONDS": 5.0,
+    # WebSocket rate limits ("N/second|minute|hour"; None turns one off): frames a connection may send, and
+    # connection attempts per client address (counted in the shared cache, so across every server process).
+    "WS_FRAME_RATE": "120/minute",
+    "WS_CONNECT_RATE": "120/minute",
+    # Outbound requests (aihub.outbound): file_urls, webhooks. Prefixes such as "https://files.example.com/public/"
+    # or "file:///srv/shared/"; nothing is fetched from anywhere else.
+    "FILE_URL_ALLOWLIST": [],
+    # Hosts resolving to private, loopback, link-local or multicast addresses are refused unless this is on.
+    "OUTBOUND_ALLOW_PRIVATE_NETWORKS": False,
+    "OUTBOUND_TIMEOUT_SECONDS": 10.0,
+    "OUTBOUND_MAX_REDIRECTS": 3,
+    # Files (threads.File): uploads, attachments, fetched file_urls.
+    "FILE_MAX_BYTES": 10 * 1024 * 1024,
+    "FILE_MEDIA_TYPES": [
+        "text/plain",
+        "text/markdown",
+        "text/html",
+        "text/csv",
+        "application/json",
+        "application/pdf",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+    ],
+    "ATTACHMENTS_MAX": 10,
+    # The most characters of one document's extracted text a model is given with a message.
+    "ATTACHMENT_TEXT_MAX_CHARS": 20_000,
+    # Webhooks of jobs (jobs.webhooks): where they may go (URL prefixes), the HMAC key they are signed with
+    # (no key: jobs cannot ask for webhooks), and the retries.
+    "WEBHOOK_URL_ALLOWLIST": [],
+    "WEBHOOK_SECRET": "",
+    "WEBHOOK_MAX_ATTEMPTS": 6,
+    "WEBHOOK_RETRY_BASE_SECONDS": 10.0,
+    "WEBHOOK_RETRY_MAX_SECONDS": 3600.0,
 }
 
 

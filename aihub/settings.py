@@ -67,9 +67,11 @@ INSTALLED_APPS = [
     "channels",
     "aihub.access",
     "aihub.api",
+    "aihub.playground",
     "threads",
     "agents",
     "jobs",
+    "knowledge",
 ]
 
 MIDDLEWARE = [
@@ -166,6 +168,11 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     # Retries or fails jobs whose worker vanished, expires overdue jobs, re-sends lost task messages.
     "jobs-janitor": {"task": "jobs.janitor", "schedule": env.float("JOBS_JANITOR_INTERVAL_SECONDS", default=30.0)},
+    # Fires due schedules (jobs.schedules); cron ticks are minutes, so a tick every few seconds is on time.
+    "jobs-schedules": {
+        "task": "jobs.fire_schedules",
+        "schedule": env.float("JOBS_SCHEDULES_TICK_SECONDS", default=10.0),
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -181,6 +188,28 @@ JOBS_SOFT_TIME_LIMIT_SECONDS = env.int("JOBS_SOFT_TIME_LIMIT_SECONDS", default=6
 JOBS_TIME_LIMIT_SECONDS = env.int("JOBS_TIME_LIMIT_SECONDS", default=660)
 # The largest artifact (file content, or its data as JSON) a job may publish.
 JOBS_ARTIFACT_MAX_BYTES = env.int("JOBS_ARTIFACT_MAX_BYTES", default=10 * 1024 * 1024)
+# Usage accounting and limits (jobs.usage): the currency of catalogue prices, the output tokens a job reserves
+# against a limit when it starts, and the share of a limit from which responses carry X-Usage-Warning.
+USAGE_CURRENCY = env.str("USAGE_CURRENCY", default="USD")
+JOBS_USAGE_RESERVE_TOKENS = env.int("JOBS_USAGE_RESERVE_TOKENS", default=1000)
+JOBS_USAGE_WARNING_RATIO = env.float("JOBS_USAGE_WARNING_RATIO", default=0.8)
+# How long the model catalogue keeps a provider's model list before asking again (agents.catalogue).
+AGENTS_MODEL_LIST_TTL_SECONDS = env.int("AGENTS_MODEL_LIST_TTL_SECONDS", default=300)
+AGENTS_MODEL_LIST_TIMEOUT_SECONDS = env.float("AGENTS_MODEL_LIST_TIMEOUT_SECONDS", default=5.0)
+
+# --- Knowledge -------------------------------------------------------------------------------------------
+
+# The embedder of new collections: "local/all-MiniLM-L6-v2" (the bundled model, no network) or
+# "openai/<model>" on the OpenAI-compatible endpoint below.
+KNOWLEDGE_DEFAULT_EMBEDDER = env.str("KNOWLEDGE_DEFAULT_EMBEDDER", default="local/all-MiniLM-L6-v2")
+KNOWLEDGE_OPENAI_BASE_URL = env.str("KNOWLEDGE_OPENAI_BASE_URL", default="https://api.openai.com/v1")
+KNOWLEDGE_OPENAI_API_KEY = env.str("KNOWLEDGE_OPENAI_API_KEY", default="")
+KNOWLEDGE_MAX_UPLOAD_BYTES = env.int("KNOWLEDGE_MAX_UPLOAD_BYTES", default=50 * 1024 * 1024)
+KNOWLEDGE_EMBED_BATCH_SIZE = env.int("KNOWLEDGE_EMBED_BATCH_SIZE", default=64)
+KNOWLEDGE_INGEST_SOFT_TIME_LIMIT_SECONDS = env.int("KNOWLEDGE_INGEST_SOFT_TIME_LIMIT_SECONDS", default=900)
+KNOWLEDGE_INGEST_TIME_LIMIT_SECONDS = env.int("KNOWLEDGE_INGEST_TIME_LIMIT_SECONDS", default=960)
+# HNSW search breadth on PostgreSQL (pgvector's hnsw.ef_search): higher finds more of the exact top-k, slower.
+KNOWLEDGE_HNSW_EF_SEARCH = env.int("KNOWLEDGE_HNSW_EF_SEARCH", default=100)
 
 # --- Auth ------------------------------------------------------------------------------------------------
 
@@ -219,6 +248,20 @@ AIHUB: dict[str, Any] = {
     # Live streams: a WebSocket without credentials must send its auth frame this soon; SSE comment interval.
     "WS_AUTH_TIMEOUT_SECONDS": env.float("AIHUB_WS_AUTH_TIMEOUT_SECONDS", default=5.0),
     "SSE_KEEPALIVE_SECONDS": env.float("AIHUB_SSE_KEEPALIVE_SECONDS", default=15.0),
+    # WebSocket rate limits: frames per connection, connection attempts per client address.
+    "WS_FRAME_RATE": env.str("AIHUB_WS_FRAME_RATE", default="120/minute"),
+    "WS_CONNECT_RATE": env.str("AIHUB_WS_CONNECT_RATE", default="120/minute"),
+    # Files and outbound requests (aihub.outbound): where file_urls may point (comma-separated URL or file://
+    # folder prefixes), whether private addresses may be reached, and the limits of uploads and attachments.
+    "FILE_URL_ALLOWLIST": env.list("AIHUB_FILE_URL_ALLOWLIST", default=[]),
+    "OUTBOUND_ALLOW_PRIVATE_NETWORKS": env.bool("AIHUB_OUTBOUND_ALLOW_PRIVATE_NETWORKS", default=False),
+    "OUTBOUND_TIMEOUT_SECONDS": env.float("AIHUB_OUTBOUND_TIMEOUT_SECONDS", default=10.0),
+    "FILE_MAX_BYTES": env.int("AIHUB_FILE_MAX_BYTES", default=10 * 1024 * 1024),
+    "ATTACHMENT_TEXT_MAX_CHARS": env.int("AIHUB_ATTACHMENT_TEXT_MAX_CHARS", default=20_000),
+    # Job webhooks: allowed URL prefixes, the signing key (also as AIHUB_WEBHOOK_SECRET_FILE), attempts.
+    "WEBHOOK_URL_ALLOWLIST": env.list("AIHUB_WEBHOOK_URL_ALLOWLIST", default=[]),
+    "WEBHOOK_SECRET": env.str("AIHUB_WEBHOOK_SECRET", default=""),
+    "WEBHOOK_MAX_ATTEMPTS": env.int("AIHUB_WEBHOOK_MAX_ATTEMPTS", default=6),
 }
 
 # --- API -------------------------------------------------------------------------------------------------
@@ -256,7 +299,12 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "DocumentStatusEnum": "knowledge.models.Document.Status",
+        "SearchModeEnum": "knowledge.search.MODES",
+        # Named, since another "status" field exists (documents) and both would get hash suffixes otherwise.
+        "JobStatusEnum": "jobs.models.JobStatus",
+    },
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "OAUTH2_FLOWS": ["authorizationCode", "clientCredentials"],
@@ -281,6 +329,11 @@ CORS_ALLOW_HEADERS = (
     "x-csrftoken",
     "x-request-id",
     "idempotency-key",
+    # The OpenAI-compatible API's thread, and the MCP transport's headers (aihub.interop).
+    "x-aihub-thread",
+    "mcp-protocol-version",
+    "mcp-session-id",
+    "mcp-method",
 )
 CORS_EXPOSE_HEADERS = [
     "X-Request-ID",
@@ -291,6 +344,11 @@ CORS_EXPOSE_HEADERS = [
     "Deprecation",
     "Sunset",
     "Link",
+    "X-Aihub-Thread",
+    "X-Aihub-Job",
+    "WWW-Authenticate",
+    "Mcp-Session-Id",
+    "Mcp-Protocol-Version",
 ]
 
 # --- Security --------------------------------------------------------------------------------------------

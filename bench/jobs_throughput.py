@@ -27,7 +27,9 @@ from pathlib import Path
 import psycopg
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SERVER = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432")
+# PostgreSQL with pgvector (knowledge needs it): by default the bundled one `make test` starts
+# (`python scripts/pgserver.py start var/pgserver 54329`).
+SERVER = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:54329")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 DATABASE = "aihub_bench"
 DONE_KEY = "bench:noop:done"

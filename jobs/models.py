@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
 
 from agents.models import Agent
-from aihub.access.models import Tenant
+from aihub.access.models import Role, Tenant
 from threads.models import Thread
 
 
@@ -46,6 +47,12 @@ class Job(models.Model):
     # {"message": <id of the final assistant message>, "content": [...]}
     output = models.JSONField(default=dict, blank=True)
     usage = models.JSONField(default=dict, blank=True)
+    # Usage accounting (jobs.usage): the model the agent version names, and the job's tokens and cost at the
+    # catalogue's prices, as columns so reports aggregate them in SQL. Set when the job ends.
+    model = models.CharField(max_length=300, blank=True, db_index=True)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=20, decimal_places=10, default=0)
     # Problem details (RFC 7807) when the job failed.
     error = models.JSONField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -59,12 +66,16 @@ class Job(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    # Where the job's final state is POSTed, signed (jobs.webhooks); empty for none.
+    webhook = models.CharField(max_length=2000, blank=True)
     # While the job is in requires_action, what it waits for: {"type": "tool_approval", "tool_call": {"id",
     # "name", "arguments"}, "requested_at"} or {"type": "input", "prompt", "requested_at"}; NULL otherwise.
     pending_action = models.JSONField(null=True, blank=True)
     # What the agent class saved to carry on after the answer ({"state": ...}, then "request" and "response"
     # once answered). Internal to the runner and the class; cleared when the job ends.
     resume_state = models.JSONField(null=True, blank=True)
+    # The schedule whose firing submitted this job (jobs.schedules); NULL for every other job.
+    schedule = models.ForeignKey("jobs.Schedule", on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs")
 
     class Meta:
         ordering = ["-created_at"]
@@ -78,7 +89,12 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["thread", "status"]),
             models.Index(fields=["status", "heartbeat_at"]),
+            models.Index(fields=["tenant", "created_at"]),
         ]
+
+    # Not stored: set by job_submit on the job it just admitted, the usage limits (jobs.usage.LimitState) that
+    # job brought near their end, for the response's X-Usage-Warning header.
+    usage_warnings: tuple[Any, ...] = ()
 
     def __str__(self) -> str:
         return f"job {self.id} ({self.status})"
@@ -122,3 +138,159 @@ class Artifact(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.name!r} of job {self.job_id}"
+
+
+# --- Usage limits ---------------------------------------------------------------------------------------------
+
+
+class LimitTarget(models.TextChoices):
+    AGENTS = "agents", "Agents (by slug)"
+    MODELS = "models", "Models (by <provider>/<model>)"
+
+
+class LimitUnit(models.TextChoices):
+    TOKENS = "tokens"
+    COST = "cost"
+
+
+class LimitPeriod(models.TextChoices):
+    HOUR = "1h", "1 hour"
+    DAY = "1d", "1 day"
+    WEEK = "7d", "7 days (a calendar week from Monday)"
+    MONTH = "1mo", "1 month"
+
+
+class UsageLimit(models.Model):
+    """A limit of a role: each member with the role may use at most ``amount`` per period on what matches.
+
+    ``pattern`` matches agent slugs or model ids in the style of permission rules: segments separated by ``/``,
+    ``*`` one segment, ``>`` the rest (``>`` alone: everything; ``openai/*``: every model of provider openai).
+    Periods are calendar windows in UTC (the hour, the day, the week from Monday, the month).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    role = models.ForeignKey(Role, on_delete=models.CASCADE, related_name="usage_limits")
+    name = models.SlugField(max_length=63)
+    target = models.CharField(max_length=16, choices=LimitTarget.choices, default=LimitTarget.AGENTS)
+    pattern = models.CharField(max_length=300, default=">")
+    unit = models.CharField(max_length=16, choices=LimitUnit.choices, default=LimitUnit.TOKENS)
+    amount = models.DecimalField(max_digits=20, decimal_places=6, help_text="Tokens, or cost in USAGE_CURRENCY.")
+    period = models.CharField(max_length=4, choices=LimitPeriod.choices, default=LimitPeriod.DAY)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["role", "name"]
+        constraints = [models.UniqueConstraint(fields=["role", "name"], name="usage_limit_unique_name_per_role")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.amount} {self.unit} per {self.period} on {self.target} {self.pattern})"
+
+
+class UsageCounter(models.Model):
+    """One member's use of one limit in one window: settled usage plus what running jobs have reserved.
+
+    The row is what admission locks (SELECT ... FOR UPDATE), so two jobs cannot both take the last of a limit.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    limit = models.ForeignKey(UsageLimit, on_delete=models.CASCADE, related_name="counters")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    window_start = models.DateTimeField()
+    used = models.DecimalField(max_digits=24, decimal_places=10, default=0)
+    reserved = models.DecimalField(max_digits=24, decimal_places=10, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["limit", "user", "window_start"], name="usage_counter_unique_window")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.limit_id} user {self.user_id} from {self.window_start:%Y-%m-%d %H:%M}"
+
+
+class UsageReservation(models.Model):
+    """What a job took from a counter when it was admitted; settled (and deleted) when the job ends."""
+
+    id = models.BigAutoField(primary_key=True)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="usage_reservations")
+    counter = models.ForeignKey(UsageCounter, on_delete=models.CASCADE, related_name="reservations")
+    amount = models.DecimalField(max_digits=24, decimal_places=10)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "counter"], name="usage_reservation_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.amount} of counter {self.counter_id} for job {self.job_id}"
+
+
+class WebhookDelivery(models.Model):
+    """One attempt to POST a job's final state to its webhook: what came back, and when the next try is due."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    event = models.CharField(max_length=32)
+    url = models.CharField(max_length=2000)
+    attempt = models.PositiveSmallIntegerField()
+    succeeded = models.BooleanField(default=False)
+    # The receiver's HTTP status; NULL when no answer came (refused address, timeout, connection error).
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    # When the next attempt is due; NULL once delivered or given up.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "attempt"]
+        verbose_name_plural = "webhook deliveries"
+        constraints = [models.UniqueConstraint(fields=["job", "attempt"], name="webhook_delivery_unique_attempt")]
+
+    def __str__(self) -> str:
+        return f"webhook attempt {self.attempt} of job {self.job_id}"
+
+
+class ThreadPolicy(models.TextChoices):
+    NEW = "new", "A new thread per firing"
+    FIXED = "fixed", "One fixed thread"
+
+
+class Schedule(models.Model):
+    """An agent run with fixed input on a cron schedule (jobs.schedules); each firing is an ordinary job.
+
+    The jobs run as ``created_by``, whose permissions are checked at each firing. ``next_run_at`` is the claim
+    token: a firing moves it forward with a conditional update, so one tick fires once however many beats run.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="schedules")
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="schedules")
+    name = models.CharField(max_length=200)
+    # Five fields (minute hour day-of-month month day-of-week), read in ``timezone``.
+    cron = models.CharField(max_length=200)
+    timezone = models.CharField(max_length=64, default="UTC")
+    # The message content each firing sends (a string or content blocks, as on POST jobs/).
+    input = models.JSONField()
+    thread_policy = models.CharField(max_length=8, choices=ThreadPolicy.choices, default=ThreadPolicy.NEW)
+    thread = models.ForeignKey(Thread, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # What a firing on a fixed thread that is still busy does (jobs.services.BusyPolicy).
+    busy = models.CharField(max_length=16, default="enqueue")
+    enabled = models.BooleanField(default=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_job = models.ForeignKey(Job, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # Problem details (RFC 7807) of the last firing when it could not submit a job; NULL when it did.
+    last_error = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="schedule_unique_name")]
+        indexes = [models.Index(fields=["enabled", "next_run_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.cron} {self.timezone})"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from django.db.models import QuerySet
 from django.http import Http404
 
-from jobs.models import FINAL_STATUSES, Artifact, Job
+from jobs.models import FINAL_STATUSES, Artifact, Job, WebhookDelivery
 from threads.selectors import thread_list
 
 if TYPE_CHECKING:
@@ -70,3 +70,8 @@ def artifact_get(*, job: Job, artifact_id: uuid.UUID | str) -> Artifact:
     if artifact is None:
         raise Http404("No such artifact.")
     return artifact
+
+
+def webhook_delivery_list(*, job: Job) -> QuerySet[WebhookDelivery]:
+    """The attempts to deliver the job's webhook, oldest first."""
+    return WebhookDelivery.objects.filter(job=job).order_by("created_at", "attempt")

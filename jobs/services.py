@@ -18,8 +18,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agents.models import Agent
+from agents.providers import DEFAULT_MODEL
+from agents.registry import get_agent_class
 from agents.runtime import RESPONSE_ACTIONS
 from aihub.api.problems import Conflict, problem
+from jobs import usage as accounting
+from jobs import webhooks
 from jobs.models import ACTIVE_STATUSES, FINAL_STATUSES, Artifact, ArtifactKind, CancelMode, Job, JobStatus
 from threads import services as thread_services
 from threads.content import text_of, validate_content
@@ -99,8 +103,11 @@ def job_submit(
     context: dict[str, Any] | None = None,
     expires_at: datetime | None = None,
     job_id: uuid.UUID | None = None,
+    webhook: str = "",
 ) -> tuple[Job, bool]:
     """Store the user's message and a queued job for it; returns (job, created).
+
+    ``webhook``: a URL the job's final state is POSTed to (jobs.webhooks), checked here against the allowlist.
 
     With an idempotency key already used by this user in this tenant, the earlier job is returned and nothing
     is written. So too with a client-chosen ``job_id`` that this user already used for this agent; the same id
@@ -112,6 +119,8 @@ def job_submit(
         return earlier, False
     if thread is not None and thread.tenant_id != agent.tenant_id:
         raise ValidationError({"thread": "The thread belongs to another tenant than the agent."})
+    if webhook:
+        webhooks.webhook_check(webhook)
     try:
         job = _submit(
             agent=agent,
@@ -124,6 +133,7 @@ def job_submit(
             context=context or {},
             expires_at=expires_at,
             job_id=job_id,
+            webhook=webhook,
         )
     except _AlreadySubmitted as taken:
         return taken.job, False
@@ -150,6 +160,7 @@ def _submit(
     context: dict[str, Any],
     expires_at: datetime | None,
     job_id: uuid.UUID | None = None,
+    webhook: str = "",
 ) -> Job:
     if not agent.enabled:
         raise Conflict(f"Agent {agent.slug!r} is disabled.")
@@ -188,11 +199,25 @@ def _submit(
         },
         idempotency_key=idempotency_key,
         expires_at=expires_at,
+        webhook=webhook,
         max_attempts=settings.JOBS_MAX_ATTEMPTS,
+        model=_model_of(agent),
+    )
+    # Refused over a usage limit, the 429 undoes everything above (the thread too, when this made it).
+    job.usage_warnings = tuple(
+        accounting.usage_admit(job=job, user=user, agent_slug=agent.slug, input_tokens=len(text_of(blocks)) // 4 + 1)
     )
     thread_services.events_append(thread=locked, events=[_job_event(job, EventType.JOB_QUEUED)])
     transaction.on_commit(partial(_enqueue, job.id))
     return job
+
+
+def _model_of(agent: Agent) -> str:
+    """The model a job of ``agent`` is accounted to: the one its version names (the default for model classes)."""
+    if agent.model:
+        return agent.model
+    agent_class = get_agent_class(agent.class_name)
+    return DEFAULT_MODEL if agent_class is not None and agent_class.needs_model else ""
 
 
 @transaction.atomic
@@ -306,8 +331,10 @@ def job_finish(
     changes: dict[str, Any] = {"status": status, "finished_at": now}
     if output is not None:
         changes["output"] = output
-    if usage is not None:
-        changes["usage"] = usage
+    # Every ended job is accounted: tokens (those of a pause when the run gives none), priced at the catalogue's
+    # prices of its model; the final event carries the same usage.
+    priced, cost = accounting.usage_priced(model=job.model, usage=usage if usage is not None else job.usage)
+    changes.update(usage=priced, input_tokens=priced["input_tokens"], output_tokens=priced["output_tokens"], cost=cost)
     if error is not None:
         changes["error"] = error
     # A final job waits for nothing and will not resume (its request stays in the job.requires_action event).
@@ -318,6 +345,7 @@ def job_finish(
     if not rows.update(**changes):
         return False
     job.refresh_from_db()
+    accounting.usage_settle(job=job)
     data: dict[str, Any] = {"usage": job.usage}
     if job.output:
         data["output"] = job.output
@@ -325,6 +353,8 @@ def job_finish(
         data["error"] = job.error
     thread_services.events_append(thread=job.thread, events=[_job_event(job, _FINAL_EVENT[status], **data)])
     transaction.on_commit(partial(job_start_next, thread_id=job.thread_id))
+    if job.webhook:
+        transaction.on_commit(partial(webhooks.webhook_enqueue, job_id=job.pk))
     return True
 
 

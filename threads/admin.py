@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from threads import services
-from threads.models import Event, Message, Thread
+from threads.models import Event, File, Message, Thread
 
 RECENT_EVENTS = 200
 
@@ -141,3 +141,38 @@ class EventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # the log is gap-free; events go with their thread
+
+
+FILE_FIELDS: tuple[str, ...] = (
+    "id",
+    "tenant",
+    "name",
+    "media_type",
+    "size",
+    "sha256",
+    "uploaded_by",
+    "source_url",
+    "content",
+    "text",
+    "created_at",
+)
+
+
+@admin.register(File)
+class FileAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Uploaded and fetched files, read-only; deleting one goes through threads.services.file_delete (its bytes
+    leave storage too)."""
+
+    list_display = ["name", "media_type", "size", "tenant", "uploaded_by", "created_at"]
+    list_filter = ["media_type", "tenant"]
+    list_select_related = ["tenant", "uploaded_by"]
+    search_fields = ["name", "=id", "=sha256"]
+    date_hierarchy = "created_at"
+    fields = readonly_fields = FILE_FIELDS
+
+    def delete_model(self, request: HttpRequest, obj: File) -> None:
+        services.file_delete(file=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[File]) -> None:
+        for file in queryset:
+            services.file_delete(file=file)

@@ -19,6 +19,11 @@ one of these close codes:
 - ``CLOSE_PROTOCOL_ERROR`` 4400: the client sent ``MAX_BAD_FRAMES`` bad frames in a row. A single bad frame
   (malformed JSON, not an object, unknown ``type``, larger than ``AIHUB["WS_MAX_FRAME_BYTES"]``) only gets an
   error frame; the connection and its subscriptions carry on.
+- ``CLOSE_RATE_LIMITED`` 4429: the client address opened more connections than ``AIHUB["WS_CONNECT_RATE"]``
+  allows (counted in the shared cache, across server processes), or the connection went on sending after its
+  frames were refused ``MAX_BAD_FRAMES`` times in a row. Frames beyond ``AIHUB["WS_FRAME_RATE"]`` (per
+  connection) are dropped unread, each answered with an error frame (problem 429 with ``retry_after`` seconds);
+  the connection and its subscriptions carry on.
 
 Frames out: events exactly as in the event contract (``threads.events.event_payload``: ``id``, ``type``,
 ``thread``, ``job``, ``agent``, ``created_at``, ``data``), each exactly once and in order per thread; the
@@ -54,6 +59,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 import uuid
 from collections import defaultdict
@@ -61,8 +67,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
@@ -72,11 +80,12 @@ from agents.selectors import answering_agent
 from aihub.access.authentication import authenticate_bearer
 from aihub.access.principal import READ_SCOPE, WRITE_SCOPE, Principal, principal_for
 from aihub.api.problems import exception_handler, problem
+from aihub.api.throttling import LocalCounters, WindowHit, sliding_window_hit
 from aihub.conf import aihub_settings
 from aihub.context import request_id_var
 from jobs.api.serializers import JobCancelSerializer, JobSerializer
+from jobs.api.submission import submit_message
 from jobs.selectors import job_get
-from jobs.services import job_submit
 from threads import selectors
 from threads.api.serializers import MessageCreateSerializer
 from threads.events import serve_events_from, tenant_group, thread_group
@@ -89,6 +98,7 @@ CLOSE_PROTOCOL_ERROR = 4400
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
+CLOSE_RATE_LIMITED = 4429
 CLOSE_INTERNAL_ERROR = 1011
 
 MAX_BAD_FRAMES = 20
@@ -108,6 +118,31 @@ class FrameError(Exception):
         self.status = status
         self.detail = detail
         self.extra = extra
+
+
+def _rate(setting: str | None) -> tuple[int, int] | None:
+    """``"120/minute"`` as (120, 60); ``None`` or ``""`` for no limit (the format of DRF's throttle rates)."""
+    if not setting:
+        return None
+    count, period = setting.split("/")
+    return int(count), {"s": 1, "m": 60, "h": 3600, "d": 86400}[period[0]]
+
+
+def _frame_hit(counters: LocalCounters) -> WindowHit | None:
+    """Count one frame of this connection; None when frames are not limited."""
+    rate = _rate(aihub_settings.WS_FRAME_RATE)
+    if rate is None:
+        return None
+    return sliding_window_hit(counters, "frames", limit=rate[0], duration=rate[1], now=time.time())
+
+
+@sync_to_async
+def _connection_allowed(address: str) -> bool:
+    rate = _rate(aihub_settings.WS_CONNECT_RATE)
+    if rate is None:
+        return True
+    key = f"throttle:ws-connect:{address}"
+    return sliding_window_hit(cache, key, limit=rate[0], duration=rate[1], now=time.time()).allowed
 
 
 def _last_event_id(value: Any) -> int:
@@ -158,31 +193,22 @@ def _latest_event_id(thread_id: uuid.UUID) -> int:
 
 @database_sync_to_async
 def _message_create(principal: Principal, thread_id: Any, body: Frame) -> Frame:
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     idempotency_key = body.pop("idempotency_key", None)
     serializer = MessageCreateSerializer(data=body)
     serializer.is_valid(raise_exception=True)
-    data = serializer.validated_data
+    data = dict(serializer.validated_data)
     if thread_id is not None:
         thread: Thread | None = selectors.thread_get(principal=principal, thread_id=thread_id)
     else:
         principal.require("user", "threads")
         thread = None
-    expires_in = data.get("expires_in_seconds")
-    job, created = job_submit(
+    # The REST routes' own submission: attachments, file_urls and expiry are handled the same way.
+    job, created = submit_message(
+        data,
         agent=answering_agent(principal=principal, thread=thread, slug=data.get("agent")),
-        user=principal.user,
-        content=data["content"],
         thread=thread,
-        busy=data["busy"],
+        user=principal.user,
         idempotency_key=str(idempotency_key) if idempotency_key else None,
-        additional_instructions=data["additional_instructions"],
-        context=data["context"],
-        expires_at=timezone.now() + timedelta(seconds=expires_in) if expires_in else None,
-        job_id=data["job_id"],
     )
     return {"type": "message.accepted", "created": created, "job": JobSerializer(job).data}
 
@@ -216,12 +242,20 @@ class _EventsConsumer(AsyncWebsocketConsumer):
         self.pumps: dict[str, asyncio.Task[None]] = {}
         self.groups_joined: list[str] = []
         self.bad_frames = 0
+        self.refused_frames = 0
+        self.frame_counters = LocalCounters()
         self.auth_deadline: asyncio.Task[None] | None = None
         self.query = {key: values[-1] for key, values in parse_qs(self.scope["query_string"].decode()).items()}
         serve_events_from(asyncio.get_running_loop())
         # Problems carry this as their correlation_id, and logs of this connection too.
         request_id_var.set(uuid.uuid4().hex)
+        client = self.scope.get("client") or ["unknown"]
+        # Counted before any credential is looked at, so guessing tokens by reconnecting is limited too.
+        allowed = await _connection_allowed(str(client[0]))
         await self.accept()
+        if not allowed:
+            await self.close(code=CLOSE_RATE_LIMITED, reason="Too many connection attempts; retry later.")
+            return
 
         token = self.query.get("token")
         user = self.scope.get("user")
@@ -283,6 +317,8 @@ class _EventsConsumer(AsyncWebsocketConsumer):
     # --- frames in ---------------------------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not await self._frame_allowed():
+            return
         frame: Frame = {}
         try:
             frame = self._parse(text_data, bytes_data)
@@ -305,6 +341,21 @@ class _EventsConsumer(AsyncWebsocketConsumer):
         self.bad_frames += 1
         if self.bad_frames >= MAX_BAD_FRAMES:
             await self.close(code=CLOSE_PROTOCOL_ERROR, reason="Too many bad frames in a row.")
+
+    async def _frame_allowed(self) -> bool:
+        hit = _frame_hit(self.frame_counters)
+        if hit is None or hit.allowed:
+            self.refused_frames = 0
+            return True
+        # Refused frames are not even parsed: a flood costs this server as little as possible.
+        self.refused_frames += 1
+        if self.refused_frames >= MAX_BAD_FRAMES:
+            await self.close(code=CLOSE_RATE_LIMITED, reason="Too many frames; slow down.")
+            return False
+        retry_after = max(1, math.ceil((hit.retry_at or time.time()) - time.time()))
+        detail = f"Too many frames: at most {aihub_settings.WS_FRAME_RATE}. This one was dropped."
+        await self._send_problem({}, 429, detail, retry_after=retry_after)
+        return False
 
     def _parse(self, text_data: str | None, bytes_data: bytes | None) -> Frame:
         raw = text_data.encode() if text_data is not None else (bytes_data or b"")

@@ -21,6 +21,9 @@ class ImageBlock(_Block):
     file_id: str | None = None
     url: str | None = Field(default=None, max_length=2000)
     detail: Literal["auto", "low", "high"] = "auto"
+    # Filled in from the file (threads.File) when a message attaches one.
+    name: str = ""
+    media_type: str = ""
 
 
 class FileBlock(_Block):
@@ -70,3 +73,9 @@ def validate_content(content: Any) -> list[dict[str, Any]]:
 
 def text_of(content: list[dict[str, Any]]) -> str:
     return "\n".join(block["text"] for block in content if block.get("type") == "text")
+
+
+def file_ids_of(content: list[dict[str, Any]]) -> list[str]:
+    """The ids of the files (threads.File) image and file blocks refer to, in order, without repeats."""
+    ids = (block.get("file_id") for block in content if block.get("type") in ("image", "file"))
+    return list(dict.fromkeys(file_id for file_id in ids if file_id))

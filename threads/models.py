@@ -111,3 +111,38 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.thread_id}#{self.sequence} {self.type}"
+
+
+def file_upload_to(file: File, filename: str) -> str:
+    # Under the tenant and named by id: the name a client chose never becomes part of a path.
+    return f"files/{file.tenant_id}/{file.id}"
+
+
+class File(models.Model):
+    """A file a user uploaded (or a ``file_urls`` entry fetched for them), attached to messages by id.
+
+    ``text`` is what aihub.extraction read from a document, once, at upload; None for images.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="files")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    name = models.CharField(max_length=255)
+    # Sniffed from the bytes (aihub.extraction), not taken from the client.
+    media_type = models.CharField(max_length=200)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    content = models.FileField(upload_to=file_upload_to, max_length=300)
+    text = models.TextField(null=True, blank=True)  # noqa: DJ001 — None (an image) is not "" (a blank document)
+    # Where a file given as a file_urls entry was fetched from; empty for uploads.
+    source_url = models.CharField(max_length=2000, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+        indexes = [models.Index(fields=["tenant", "uploaded_by", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.media_type})"

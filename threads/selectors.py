@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import Http404
 
-from threads.models import Event, Message, Thread, ThreadMember
+from threads.models import Event, File, Message, Thread, ThreadMember
 
 if TYPE_CHECKING:
     from aihub.access.principal import Principal
@@ -48,3 +49,32 @@ def message_list(*, thread: Thread) -> QuerySet[Message]:
 def event_list(*, thread: Thread, after: int = 0, job_id: uuid.UUID | None = None) -> QuerySet[Event]:
     events = Event.objects.filter(thread=thread, sequence__gt=after).order_by("sequence")
     return events if job_id is None else events.filter(job_id=job_id)
+
+
+def file_list(*, principal: Principal) -> QuerySet[File]:
+    """Files of the tenant the caller may see, newest first: its own uploads (with aihub.user.threads: files are
+    what messages attach), every file of the tenant with aihub.admin.threads."""
+    files = File.objects.filter(tenant=principal.tenant).select_related("uploaded_by").order_by("-created_at", "id")
+    if principal.can("admin", "threads"):
+        return files
+    if not principal.can("user", "threads"):
+        return files.none()
+    return files.filter(uploaded_by=principal.user)
+
+
+def file_get(*, principal: Principal, file_id: uuid.UUID | str) -> File:
+    """The file, or Http404 when it does not exist or the caller may not see it."""
+    file = file_list(principal=principal).filter(pk=file_id).first()
+    if file is None:
+        raise Http404("No such file.")
+    return file
+
+
+def files_of_uploader(*, tenant_id: uuid.UUID, user_id: int, ids: Iterable[uuid.UUID]) -> QuerySet[File]:
+    """The files among ``ids`` this user uploaded in this tenant: what a message of theirs may attach."""
+    return File.objects.filter(tenant_id=tenant_id, uploaded_by_id=user_id, pk__in=list(ids))
+
+
+def files_by_id(*, tenant_id: uuid.UUID, ids: Iterable[uuid.UUID | str]) -> dict[str, File]:
+    """The tenant's files among ``ids``, by id as a string (what content blocks carry)."""
+    return {str(file.pk): file for file in File.objects.filter(tenant_id=tenant_id, pk__in=list(ids))}

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
+import posixpath
+import re
 import uuid
 from collections.abc import Iterable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
 from django.db import connection, transaction
 from django.utils import timezone
+from rest_framework.exceptions import UnsupportedMediaType
 
+from aihub import extraction
 from aihub.access.models import Tenant
+from aihub.api.problems import PayloadTooLarge
+from aihub.conf import aihub_settings
 from threads.content import validate_content
 from threads.events import EventType, NewEvent, event_payload, publish
-from threads.models import Event, Message, MessageRole, Thread, ThreadMember
+from threads.models import Event, File, Message, MessageRole, Thread, ThreadMember
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -166,3 +176,111 @@ def thread_state_update(
     )
     thread.state = locked.state
     return thread
+
+
+# --- Files ------------------------------------------------------------------------------------------------------
+
+FILE_NAME_MAX_LENGTH = 255
+
+
+def file_name(name: str | None) -> str:
+    """A name fit to show and to offer for download: no folders, no control characters, not too long."""
+    base = posixpath.basename((name or "").replace("\\", "/"))
+    base = re.sub(r"[\x00-\x1f\x7f]", "", base).strip().strip(".") or "file"
+    return base[:FILE_NAME_MAX_LENGTH]
+
+
+def file_media_type(*, data: bytes, name: str, declared: str = "") -> str:
+    """What the bytes are (aihub.extraction.sniff_media_type); a client's declared type only refines UTF-8 text
+    the sniffer could only call text/plain (a Markdown file without its extension, say)."""
+    sniffed = extraction.sniff_media_type(data, name)
+    refined = extraction.normalize_media_type(declared)
+    if sniffed == extraction.PLAIN and refined in (
+        extraction.MARKDOWN,
+        extraction.CSV,
+        extraction.HTML,
+        extraction.JSON,
+    ):
+        return refined
+    return sniffed
+
+
+def file_check(*, data: bytes, name: str, declared_type: str = "") -> tuple[str, str | None]:
+    """(media type, extracted text or None for images) of acceptable bytes; else PayloadTooLarge (413),
+    UnsupportedMediaType (415), or a ValidationError naming ``file`` (empty, damaged, encrypted)."""
+    limit = int(aihub_settings.FILE_MAX_BYTES)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"The file {name!r} is {len(data)} bytes; at most {limit} are allowed.")
+    if not data:
+        raise ValidationError({"file": f"The file {name!r} is empty."})
+    media_type = file_media_type(data=data, name=name, declared=declared_type)
+    accepted = list(aihub_settings.FILE_MEDIA_TYPES)
+    if media_type not in accepted:
+        raise UnsupportedMediaType(
+            media_type,
+            detail=f"Files of type {media_type} ({name!r}) are not accepted; accepted: {', '.join(accepted)}.",
+        )
+    if extraction.is_image(media_type):
+        return media_type, None
+    try:
+        extracted = extraction.extract_text(data, media_type)
+    except extraction.ExtractionError as exc:
+        if exc.code == "too_large":
+            raise PayloadTooLarge(f"{name!r}: {exc}") from None
+        raise ValidationError({"file": f"{name!r}: {exc}"}) from None
+    return media_type, extracted.text
+
+
+def file_create(
+    *,
+    tenant: Tenant,
+    uploaded_by: User | None,
+    name: str,
+    data: bytes,
+    declared_type: str = "",
+    source_url: str = "",
+) -> File:
+    """Store a file for ``uploaded_by``: type sniffed and checked against FILE_MEDIA_TYPES, size against
+    FILE_MAX_BYTES, text extracted from documents. Refused (file_check's errors), nothing is written.
+
+    The bytes go to storage before the row; if the transaction around this does not commit, the caller removes
+    them with files_discard_stored (storage is not transactional).
+    """
+    name = file_name(name)
+    media_type, text = file_check(data=data, name=name, declared_type=declared_type)
+    file = File(
+        tenant=tenant,
+        uploaded_by=uploaded_by,
+        name=name,
+        media_type=media_type,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        text=text,
+        source_url=source_url[:2000],
+    )
+    file.content.save("content", ContentFile(data), save=False)
+    try:
+        with transaction.atomic():
+            file.save()
+    except BaseException:
+        files_discard_stored(files=[file])
+        raise
+    return file
+
+
+def files_discard_stored(*, files: Iterable[File]) -> None:
+    """Remove the stored bytes of files whose rows were never committed (a rolled-back submission)."""
+    for file in files:
+        if file.content.name:
+            file.content.storage.delete(file.content.name)
+
+
+@transaction.atomic
+def file_delete(*, file: File) -> None:
+    """Delete the file; its bytes leave storage once the deletion commits. Messages keep their (now dangling)
+    reference: models are told the file is no longer available."""
+    stored = file.content.name
+    storage = file.content.storage
+    file.delete()
+    if stored:
+        transaction.on_commit(partial(storage.delete, stored))

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.db import connection
 
 from threads.events import JOB_FINAL_EVENTS, event_payload
 from threads.selectors import event_list
@@ -35,7 +36,23 @@ def _read_page(thread_id: uuid.UUID, after: int, up_to: int | None) -> list[dict
     events = event_list(thread=thread_id, after=after)  # type: ignore[arg-type]
     if up_to is not None:
         events = events.filter(sequence__lte=up_to)
-    return [event_payload(event) for event in events[:PAGE_SIZE]]
+    try:
+        return [event_payload(event) for event in events[:PAGE_SIZE]]
+    finally:
+        _release_connection()
+
+
+def _release_connection() -> None:
+    """Close this thread's database connection, unless a transaction holds it.
+
+    A stream lives for minutes or hours and reads the log only now and then (the replay, a gap, a quiet spell).
+    Kept open in between (``CONN_MAX_AGE``), the connection of every open stream would stay with it: an SSE
+    request's thread is its own, so a hundred open streams held a hundred PostgreSQL connections and the next
+    request was refused ("too many clients"). The first read also releases the connection the request's
+    authentication opened.
+    """
+    if not connection.in_atomic_block:
+        connection.close()
 
 
 class ThreadEventStream:

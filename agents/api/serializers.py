@@ -207,3 +207,118 @@ class AgentMessageSerializer(MessageSubmitSerializer):
     """The shared message fields (jobs.api.submission), with ``thread`` in the body; the agent is in the path."""
 
     thread = thread_field()
+
+
+# --- Handoffs and the agent graph ------------------------------------------------------------------------
+
+HANDOFF_EXAMPLE: dict[str, Any] = {
+    "source": "triage",
+    "target": "billing",
+    "description": "Questions about invoices and payments.",
+    "required_state_keys": ["customer_id"],
+    "created_at": "2025-01-02T08:30:00Z",
+}
+
+
+@extend_schema_serializer(examples=[OpenApiExample("To billing", value=HANDOFF_EXAMPLE, response_only=True)])
+class HandoffSerializer(serializers.Serializer):
+    # DRF's metaclass moves declared fields off the class, so this does not shadow Field.source.
+    source = serializers.CharField(  # type: ignore[assignment]
+        source="source.slug", help_text="The agent that hands off."
+    )
+    target = serializers.CharField(source="target.slug", help_text="The agent that takes the thread over.")
+    description = serializers.CharField(help_text="When to hand off; the model reads it in `transfer_to_agent`.")
+    required_state_keys = serializers.ListField(
+        child=serializers.CharField(), help_text="Thread state keys that must be set before the handoff is allowed."
+    )
+    created_at = serializers.DateTimeField()
+
+
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "To billing, once the customer is known",
+            request_only=True,
+            value={
+                "target": "billing",
+                "description": "Questions about invoices and payments.",
+                "required_state_keys": ["customer_id"],
+            },
+        )
+    ]
+)
+class HandoffCreateSerializer(StrictSerializer):
+    target = serializers.SlugField(max_length=63, help_text="The slug of another agent of the tenant.")
+    description = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+    required_state_keys = serializers.ListField(
+        child=serializers.CharField(max_length=200), max_length=20, required=False, default=list
+    )
+
+
+@extend_schema_serializer(
+    examples=[OpenApiExample("No keys needed", request_only=True, value={"required_state_keys": []})]
+)
+class HandoffUpdateSerializer(StrictSerializer):
+    description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    required_state_keys = serializers.ListField(
+        child=serializers.CharField(max_length=200), max_length=20, required=False
+    )
+
+
+class GraphNodeSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    class_name = serializers.CharField()
+    enabled = serializers.BooleanField()
+    tools = serializers.ListField(
+        child=serializers.CharField(), help_text="What the agent's model is offered, `transfer_to_agent` included."
+    )
+
+
+class GraphEdgeSerializer(serializers.Serializer):
+    source = serializers.CharField()  # type: ignore[assignment]  # not Field.source: see HandoffSerializer
+    target = serializers.CharField()
+    description = serializers.CharField()
+    required_state_keys = serializers.ListField(child=serializers.CharField())
+
+
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "Triage hands off to billing",
+            response_only=True,
+            value={
+                "nodes": [
+                    {
+                        "slug": "billing",
+                        "name": "Billing",
+                        "description": "Invoices and payments.",
+                        "class_name": "tools",
+                        "enabled": True,
+                        "tools": ["calculator"],
+                    },
+                    {
+                        "slug": "triage",
+                        "name": "Triage",
+                        "description": "Finds the right agent.",
+                        "class_name": "tools",
+                        "enabled": True,
+                        "tools": ["set_state", "transfer_to_agent"],
+                    },
+                ],
+                "edges": [
+                    {
+                        "source": "triage",
+                        "target": "billing",
+                        "description": "Questions about invoices and payments.",
+                        "required_state_keys": ["customer_id"],
+                    }
+                ],
+            },
+        )
+    ]
+)
+class AgentGraphSerializer(serializers.Serializer):
+    nodes = GraphNodeSerializer(many=True)
+    edges = GraphEdgeSerializer(many=True)

@@ -20,7 +20,8 @@ from rest_framework.response import Response
 
 from agents import selectors, services
 from agents.api import serializers as s
-from agents.models import Agent, AgentVersion
+from agents.handoffs import TRANSFER_TOOL
+from agents.models import Agent, AgentVersion, Handoff
 from agents.registry import AgentClass, agent_classes, get_agent_class
 from agents.selectors import AGENTS_RESOURCE
 from agents.tools import ToolArgumentsInvalid, ToolContext, ToolError, get_tool
@@ -312,3 +313,130 @@ class AgentMessagesView(TenantApiView):
         if query["stream"]:
             return submission.streamed_response(job, query)
         return submission.submitted_response(job, JobSummarySerializer(job).data, created=created)
+
+
+# --- Handoffs and the agent graph ------------------------------------------------------------------------
+
+TARGET_PARAMETER = OpenApiParameter("target", str, OpenApiParameter.PATH, description="The target agent's slug.")
+
+
+def _handoff(principal: Any, slug: str, target: str) -> Handoff:
+    agent = selectors.agent_get(principal=principal, slug=slug)
+    edge = selectors.agent_handoff_list(principal=principal, agent=agent).filter(target__slug=target).first()
+    if edge is None:
+        raise Http404(f"Agent {slug!r} has no handoff to {target!r}.")
+    return edge
+
+
+@extend_schema(parameters=[TENANT_PARAMETER, SLUG_PARAMETER], tags=["agents"])
+class AgentHandoffListView(TenantApiView):
+    """An agent's handoff edges: the agents its ``transfer_to_agent`` tool may pass a thread to."""
+
+    @extend_schema(responses=s.HandoffSerializer(many=True), summary="An agent's handoff edges")
+    def get(self, request: Request, tenant: str, slug: str) -> Response:
+        agent = selectors.agent_get(principal=self.principal, slug=slug)
+        edges = selectors.agent_handoff_list(principal=self.principal, agent=agent)
+        return Response(s.HandoffSerializer(edges, many=True).data)
+
+    @extend_schema(
+        request=s.HandoffCreateSerializer,
+        responses={201: s.HandoffSerializer},
+        summary="Add a handoff edge",
+        description="Needs `aihub.admin.agents.<slug>`. The target is another agent of the same tenant that you "
+        "can see; an edge to the agent itself, or a second edge to the same target, is a 400. Edges are read when "
+        "a job runs: they are not part of the agent's versions.",
+    )
+    def post(self, request: Request, tenant: str, slug: str) -> Response:
+        self.principal.require("admin", AGENTS_RESOURCE, slug)
+        agent = selectors.agent_get(principal=self.principal, slug=slug)
+        data = s.HandoffCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        body = data.validated_data
+        target = selectors.agent_list(principal=self.principal).filter(slug=body["target"]).first()
+        if target is None:
+            raise exceptions.ValidationError({"target": [f"No agent {body['target']!r} in this tenant."]})
+        try:
+            edge = services.handoff_create(
+                source=agent,
+                target=target,
+                description=body["description"],
+                required_state_keys=body["required_state_keys"],
+            )
+        except DjangoValidationError as exc:
+            raise _service_errors(exc) from exc
+        return Response(s.HandoffSerializer(edge).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(parameters=[TENANT_PARAMETER, SLUG_PARAMETER, TARGET_PARAMETER], tags=["agents"])
+class AgentHandoffDetailView(TenantApiView):
+    @extend_schema(responses=s.HandoffSerializer, summary="One handoff edge")
+    def get(self, request: Request, tenant: str, slug: str, target: str) -> Response:
+        return Response(s.HandoffSerializer(_handoff(self.principal, slug, target)).data)
+
+    @extend_schema(
+        request=s.HandoffUpdateSerializer,
+        responses=s.HandoffSerializer,
+        summary="Change a handoff edge",
+        description="Needs `aihub.admin.agents.<slug>`. The ends are fixed: delete the edge and add another.",
+    )
+    def patch(self, request: Request, tenant: str, slug: str, target: str) -> Response:
+        self.principal.require("admin", AGENTS_RESOURCE, slug)
+        edge = _handoff(self.principal, slug, target)
+        data = s.HandoffUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            edge = services.handoff_update(handoff=edge, **data.validated_data)
+        except DjangoValidationError as exc:
+            raise _service_errors(exc) from exc
+        return Response(s.HandoffSerializer(edge).data)
+
+    @extend_schema(responses={204: None}, summary="Remove a handoff edge")
+    def delete(self, request: Request, tenant: str, slug: str, target: str) -> Response:
+        self.principal.require("admin", AGENTS_RESOURCE, slug)
+        services.handoff_delete(handoff=_handoff(self.principal, slug, target))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(parameters=[TENANT_PARAMETER], tags=["agents"])
+class AgentGraphView(TenantApiView):
+    @extend_schema(
+        responses=s.AgentGraphSerializer,
+        summary="Agents, their tools and handoff edges",
+        description="Nodes are the agents you can see, each with the tools its model is offered "
+        "(`transfer_to_agent` when it has an edge to an enabled agent and its class calls tools); edges are the "
+        "handoffs between agents you can see.",
+    )
+    def get(self, request: Request, tenant: str) -> Response:
+        # Like the agent list: a caller whose rules name single agents sees those (and an empty graph without any).
+        agents = list(selectors.agent_list(principal=self.principal))
+        edges = list(selectors.handoff_list(principal=self.principal))
+        transfers = {edge.source_id for edge in edges if edge.target.enabled}
+        nodes = []
+        for agent in agents:
+            agent_class = get_agent_class(agent.class_name)
+            tools = list(agent.tools)
+            if agent.pk in transfers and agent_class is not None and agent_class.tool_names():
+                tools.append(TRANSFER_TOOL)
+            nodes.append(
+                {
+                    "slug": agent.slug,
+                    "name": agent.name,
+                    "description": agent.description,
+                    "class_name": agent.class_name,
+                    "enabled": agent.enabled,
+                    "tools": tools,
+                }
+            )
+        body = {
+            "nodes": nodes,
+            "edges": [
+                {
+                    "source": edge.source.slug,
+                    "target": edge.target.slug,
+                    "description": edge.description,
+                    "required_state_keys": edge.required_state_keys,
+                }
+                for edge in edges
+            ],
+        }
+        return Response(s.AgentGraphSerializer(body).data)

@@ -9,10 +9,13 @@ from typing import Any
 
 from pydantic import Field
 
+from agents.handoffs import TRANSFER_TOOL, handoff_tool
+from agents.memory import MEMORY_HELP, recall, stored_memory_event
 from agents.providers import provider_for
 from agents.providers.base import ChatRequest, ToolCall
 from agents.registry import AgentClass, AgentConfig, register
-from agents.runtime import AgentOutput, AwaitInput, Emit, Reply, TurnEnded, chat_messages, llm_turn
+from agents.retrieval import retrieval_output, retrieved_citations
+from agents.runtime import VISION_HELP, AgentOutput, AwaitInput, Emit, Reply, TurnEnded, chat_messages, llm_turn
 from agents.tools import TOOLS, Tool, ToolArgumentsInvalid, ToolContext, ToolError, get_tool
 
 
@@ -20,6 +23,9 @@ class ToolsConfig(AgentConfig):
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_steps: int = Field(default=5, ge=1, le=50, description="Model turns before the agent gives up.")
     history_window: int = Field(default=20, ge=0, le=500)
+    vision: bool = Field(default=False, description=VISION_HELP)
+    memory: bool = Field(default=False, description=MEMORY_HELP)
+    memory_top_k: int = Field(default=5, ge=1, le=50, description="How many memories a job recalls at most.")
 
 
 @register
@@ -27,6 +33,7 @@ class ToolsAgent(AgentClass):
     name = "tools"
     description = "A model that calls the agent's tools until it can answer (function calling)."
     Config = ToolsConfig
+    _transfer: Tool | None = None  # this run's transfer_to_agent, when the agent has handoff edges
 
     @classmethod
     def tool_names(cls) -> tuple[str, ...]:
@@ -36,8 +43,14 @@ class ToolsAgent(AgentClass):
     def execute(self) -> Iterator[AgentOutput]:
         config: ToolsConfig = self.config
         provider, model = provider_for(self.run.model)
-        tools = [t for name in self.run.tools if (t := get_tool(name)) is not None]
-        messages = chat_messages(self.run, history_window=config.history_window)
+        tools = [t for name in self._tool_names() if (t := get_tool(name)) is not None]
+        # An agent with handoff edges is offered transfer_to_agent too, built from its edges (agents.handoffs).
+        self._transfer = handoff_tool(agent_id=self.run.agent_id)
+        if self._transfer is not None:
+            tools.append(self._transfer)
+        messages = chat_messages(self.run, history_window=config.history_window, vision=config.vision)
+        if config.memory and self.run.resume is None:
+            messages = yield from recall(run=self.run, messages=messages, top_k=config.memory_top_k)
         parameters = {"temperature": config.temperature} if config.temperature is not None else {}
         context = ToolContext(
             tenant_id=self.run.tenant_id,
@@ -65,7 +78,8 @@ class ToolsAgent(AgentClass):
             )
             result = yield from llm_turn(provider, request)
             if not result.tool_calls:
-                yield Reply([{"type": "text", "text": result.text}])
+                # Passages a knowledge_search call found in this run are cited, chunk by chunk.
+                yield Reply([{"type": "text", "text": result.text}, *retrieved_citations(messages)])
                 return
             messages.append(
                 {
@@ -107,6 +121,10 @@ class ToolsAgent(AgentClass):
             yield Emit("tool.started", {"id": call.id, "name": call.name, "arguments": call.arguments})
             output, is_error = self._call(call.name, call.arguments, context)
             yield Emit("tool.completed", {"id": call.id, "name": call.name, "output": output, "is_error": is_error})
+            if (retrieval := retrieval_output(output, is_error)) is not None:
+                yield Emit("retrieval.completed", {**retrieval, "tool_call_id": call.id})
+            if (stored := stored_memory_event(call.name, output, is_error)) is not None:
+                yield Emit("memory.stored", {**stored, "tool_call_id": call.id})
             messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(output)})
         return False
 
@@ -131,8 +149,15 @@ class ToolsAgent(AgentClass):
         yield Emit("tool.completed", completed)
         messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(output)})
 
+    def _tool_names(self) -> list[str]:
+        # An agent with memory enabled is offered `remember` without listing it; without memory it never is.
+        names = [name for name in self.run.tools if name != "remember" or self.config.memory]
+        return [*names, "remember"] if self.config.memory and "remember" not in names else names
+
     def _tool(self, name: str) -> Tool | None:
-        return get_tool(name) if name in self.run.tools else None
+        if name == TRANSFER_TOOL:
+            return self._transfer
+        return get_tool(name) if name in self._tool_names() else None
 
     def _call(self, name: str, arguments: dict[str, Any], context: ToolContext) -> tuple[Any, bool]:
         tool = self._tool(name)

@@ -103,6 +103,35 @@ class OpenAIProvider:
         client = _client(base_url, api_key, float(row.timeout_seconds), int(row.max_retries))
         return cls(name=row.name, client=client, api_key=api_key)
 
+    def list_models(self, *, timeout: float) -> list[dict[str, Any]]:
+        """The provider's model list (``GET /models``): ``{"id", "owned_by", "context_length"}`` per model.
+
+        No retries and a short timeout: the catalogue asks while a client waits, and keeps its last good copy
+        when this fails (ProviderError).
+        """
+        try:
+            page = self.client.with_options(timeout=timeout, max_retries=0).models.list()
+            listed = [model for model in page if getattr(model, "id", None)]
+        except openai.OpenAIError as exc:
+            raise self._request_error(exc) from exc
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise self._bad_response(f"a malformed model list ({type(exc).__name__})") from exc
+        models = []
+        for model in listed:
+            extra = model.model_extra or {}
+            # Servers say it differently: vLLM max_model_len, LiteLLM/OpenRouter context_length or context_window.
+            length = next(
+                (extra[key] for key in ("context_length", "context_window", "max_model_len") if key in extra), None
+            )
+            models.append(
+                {
+                    "id": str(model.id),
+                    "owned_by": str(getattr(model, "owned_by", "") or ""),
+                    "context_length": int(length) if isinstance(length, int | float) and length > 0 else None,
+                }
+            )
+        return models
+
     def stream(self, request: ChatRequest) -> Iterator[StreamItem]:
         # The runtime owns the shape of the call; an agent's parameters tune the model, they cannot redefine it.
         extra = {key: value for key, value in request.parameters.items() if key not in _OWN_ARGUMENTS}

@@ -32,16 +32,22 @@ DEFAULT_ROLES: dict[str, tuple[str, list[str]]] = {
     "member": ("Sees and uses everything in the tenant", ["aihub.user.>"]),
     "admin": ("Creates, changes and deletes everything in the tenant", ["aihub.admin.>"]),
     "agent-user": (
-        "Talks to agents: agents, threads and jobs only",
-        ["aihub.user.agents.>", "aihub.user.threads.>", "aihub.user.jobs.>"],
+        "Talks to agents: agents, threads, jobs and the model catalogue only",
+        ["aihub.user.agents.>", "aihub.user.threads.>", "aihub.user.jobs.>", "aihub.user.models.>"],
     ),
     "knowledge-admin": (
         "Uses everything and manages knowledge collections",
         ["aihub.user.>", "aihub.admin.collections.>"],
     ),
     "viewer": (
-        "Reads agents, threads, jobs and collections",
-        ["aihub.user.agents.>", "aihub.user.threads.>", "aihub.user.jobs.>", "aihub.user.collections.>"],
+        "Reads agents, threads, jobs, collections and the model catalogue",
+        [
+            "aihub.user.agents.>",
+            "aihub.user.threads.>",
+            "aihub.user.jobs.>",
+            "aihub.user.collections.>",
+            "aihub.user.models.>",
+        ],
     ),
 }
 

@@ -55,6 +55,18 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
+class ProblemException(exceptions.APIException):
+    """An API error with its own problem type, title and extra members; ``wait`` (seconds) adds Retry-After."""
+
+    type_slug: str | None = None
+    title: str | None = None
+
+    def __init__(self, detail: str, *, problem_extra: dict[str, Any] | None = None, wait: float | None = None):
+        super().__init__(detail)
+        self.problem_extra = problem_extra or {}
+        self.wait = wait
+
+
 def problem(
     *,
     status: int,
@@ -183,6 +195,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         detail = api_exc.detail if isinstance(api_exc.detail, str) else str(api_exc.detail)
         if isinstance(api_exc, exceptions.Throttled):
             detail = f"Too many requests; retry in {_retry_after(api_exc.wait)} seconds."  # type: ignore[attr-defined]
-        body = problem(status=api_exc.status_code, detail=str(detail), instance=instance)
+        # An exception may name its own problem type and add members (see ProblemException).
+        body = problem(
+            status=api_exc.status_code,
+            detail=str(detail),
+            instance=instance,
+            type_slug=getattr(api_exc, "type_slug", None),
+            title=getattr(api_exc, "title", None),
+            **getattr(api_exc, "problem_extra", {}),
+        )
     set_rollback(request)
     return Response(body, status=api_exc.status_code, headers=headers, content_type=PROBLEM_CONTENT_TYPE)

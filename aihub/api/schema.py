@@ -123,3 +123,32 @@ class SessionScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
         return {"type": "apiKey", "in": "cookie", "name": "sessionid"}
+
+
+def openapi_30_schema(node: Any, defs: dict[str, Any]) -> Any:
+    """Pydantic's JSON Schema (2020-12) as OpenAPI 3.0 accepts it: $defs inlined, ``const`` as a one-value
+    enum, ``anyOf [X, null]`` as a nullable X, and no discriminator (its mapping would point at the $defs)."""
+    if isinstance(node, list):
+        return [openapi_30_schema(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        return openapi_30_schema(defs[ref.removeprefix("#/$defs/")], defs)
+    options = node.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [option for option in options if option != {"type": "null"}]
+        merged = rest[0] if len(rest) == 1 else {"anyOf": rest}
+        extra = {key: value for key, value in node.items() if key != "anyOf"}
+        return {**openapi_30_schema(merged, defs), **openapi_30_schema(extra, defs), "nullable": True}
+    converted: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "discriminator":
+            continue
+        if key == "const":
+            converted["enum"] = [value]
+        elif key == "properties":
+            converted[key] = {name: openapi_30_schema(prop, defs) for name, prop in value.items()}
+        else:
+            converted[key] = openapi_30_schema(value, defs)
+    return converted

@@ -6,7 +6,8 @@ Redis when REDIS_URL is set, so every web process shares them.
 
 Each limit is a sliding window counter kept with the cache's atomic ``incr`` (Redis ``INCR``): DRF's default
 keeps a list of timestamps that it reads, changes and writes back, which lets concurrent requests from one
-client overwrite each other's entries and slip past the limit.
+client overwrite each other's entries and slip past the limit. The window itself (``sliding_window_hit``) also
+limits WebSocket frames per connection and connection attempts per address (threads.consumers).
 """
 
 from __future__ import annotations
@@ -15,13 +16,105 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from aihub.conf import aihub_settings
+
+
+class Counters(Protocol):
+    """Where window counts live: Django's cache (shared by every process), or ``LocalCounters`` (one object)."""
+
+    def add(self, key: str, value: int, timeout: int) -> bool: ...
+    def incr(self, key: str) -> int: ...
+    def decr(self, key: str) -> int: ...
+    def get(self, key: str) -> Any: ...
+
+
+class LocalCounters:
+    """Counters of one object (a WebSocket connection, say): no cache round trip, gone with their owner.
+
+    Only the few newest keys are kept; a sliding window reads no more than the current and previous window.
+    """
+
+    KEEP = 4
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+
+    def add(self, key: str, value: int, timeout: int) -> bool:
+        if key in self._counts:
+            return False
+        self._counts[key] = value
+        while len(self._counts) > self.KEEP:
+            del self._counts[next(iter(self._counts))]
+        return True
+
+    def incr(self, key: str) -> int:
+        if key not in self._counts:
+            raise ValueError(key)
+        self._counts[key] += 1
+        return self._counts[key]
+
+    def decr(self, key: str) -> int:
+        if key not in self._counts:
+            raise ValueError(key)
+        self._counts[key] -= 1
+        return self._counts[key]
+
+    def get(self, key: str) -> Any:
+        return self._counts.get(key)
+
+
+@dataclass(frozen=True)
+class WindowHit:
+    """One counted (or refused) hit of a sliding window."""
+
+    allowed: bool
+    current: int
+    previous: int
+    weight: float
+    window_start: float
+    retry_at: float | None
+
+
+def sliding_window_hit(counters: Counters, key: str, *, limit: int, duration: int, now: float) -> WindowHit:
+    """Count one hit against ``limit`` per ``duration`` seconds under ``key``; a refused hit is not counted.
+
+    A sliding window counter: the previous window's count, weighted by how much of it still overlaps the last
+    ``duration`` seconds, plus the current window's. No burst of twice the limit at a window edge.
+    """
+    window = int(now // duration)
+    window_start = float(window * duration)
+    current_key = f"{key}:{window}"
+    current = _increment(counters, current_key, timeout=2 * duration + 5)
+    previous = int(counters.get(f"{key}:{window - 1}") or 0)
+    weight = 1.0 - (now - window_start) / duration
+    allowed = previous * weight + current <= limit
+    retry_at = None
+    if not allowed:
+        # A refused hit does not use up budget, so a client that waits for Retry-After gets in.
+        with contextlib.suppress(ValueError):  # the window's key expired meanwhile: nothing to give back
+            counters.decr(current_key)
+        current -= 1
+        if current < limit:
+            retry_at = window_start + duration * (1.0 - (limit - current - 1) / previous)
+        else:
+            retry_at = window_start + duration + duration / limit
+    return WindowHit(allowed, current, previous, weight, window_start, retry_at)
+
+
+def _increment(counters: Counters, key: str, *, timeout: int) -> int:
+    counters.add(key, 0, timeout)
+    try:
+        return int(counters.incr(key))
+    except ValueError:  # expired between add and incr
+        counters.add(key, 1, timeout)
+        return 1
 
 
 class _ReportingRateThrottle(SimpleRateThrottle):
@@ -46,25 +139,10 @@ class _ReportingRateThrottle(SimpleRateThrottle):
             return True
         limit, duration = self.num_requests, self.duration
         self.now = self.timer()
-        window = int(self.now // duration)
-        window_start = float(window * duration)
-        # Sliding window counter: the previous window's count, weighted by how much of it still overlaps the
-        # last `duration` seconds, plus the current window's. No burst of twice the limit at a window edge.
-        current_key = f"{self.key}:{window}"
-        current = self._increment(current_key, timeout=2 * duration + 5)
-        previous = int(self.cache.get(f"{self.key}:{window - 1}") or 0)
-        weight = 1.0 - (self.now - window_start) / duration
-        estimate = previous * weight + current
-        allowed = estimate <= limit
-        if not allowed:
-            # A refused request does not use up budget, so a client that waits for Retry-After gets in.
-            with contextlib.suppress(ValueError):  # the window's key expired meanwhile: nothing to give back
-                self.cache.decr(current_key)
-            current -= 1
-            if current < limit:
-                self.retry_at = window_start + duration * (1.0 - (limit - current - 1) / previous)
-            else:
-                self.retry_at = window_start + duration + duration / limit
+        hit = sliding_window_hit(self.cache, self.key, limit=limit, duration=duration, now=self.now)
+        allowed, current, previous, weight = hit.allowed, hit.current, hit.previous, hit.weight
+        window_start = hit.window_start
+        self.retry_at = hit.retry_at
         if current:
             reset_at = window_start + 2 * duration
         elif previous:
@@ -74,14 +152,6 @@ class _ReportingRateThrottle(SimpleRateThrottle):
         remaining = max(0, math.floor(limit - (previous * weight + current)))
         self._report(request, limit=limit, remaining=remaining, reset_at=reset_at)
         return allowed
-
-    def _increment(self, key: str, *, timeout: int) -> int:
-        self.cache.add(key, 0, timeout)
-        try:
-            return int(self.cache.incr(key))
-        except ValueError:  # expired between add and incr
-            self.cache.add(key, 1, timeout)
-            return 1
 
     def _report(self, request: Request, *, limit: int, remaining: int, reset_at: float) -> None:
         # With two limits in play the client sees the one closer to refusing it.

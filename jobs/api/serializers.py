@@ -23,7 +23,14 @@ JOB_EXAMPLE: dict[str, Any] = {
         "message": "3c4d5e6f-3333-4a1b-8c2d-3e4f5a6b7c8d",
         "content": [{"type": "text", "text": "Hello! How can I help?"}],
     },
-    "usage": {"input_tokens": 12, "output_tokens": 7, "total_tokens": 19},
+    "usage": {
+        "input_tokens": 12,
+        "output_tokens": 7,
+        "total_tokens": 19,
+        "cost": 0.0000072,
+        "currency": "USD",
+        "model": "openai/gpt-4o-mini",
+    },
     "error": None,
     "created_at": "2025-01-01T12:00:00Z",
     "started_at": "2025-01-01T12:00:00.050000Z",
@@ -41,7 +48,11 @@ class JobSummarySerializer(serializers.ModelSerializer):
     output = serializers.JSONField(
         read_only=True, help_text='Once succeeded: {"message": <id>, "content": [content blocks]}.'
     )
-    usage = serializers.JSONField(read_only=True, help_text="Tokens used: input_tokens, output_tokens, total_tokens.")
+    usage = serializers.JSONField(
+        read_only=True,
+        help_text="Once ended: input_tokens, output_tokens, total_tokens, cost (at the model catalogue's prices), "
+        "currency and model.",
+    )
     error = serializers.JSONField(read_only=True, allow_null=True, help_text="Problem details when the job failed.")
 
     class Meta:
@@ -94,6 +105,7 @@ JOB_DETAIL_EXAMPLE: dict[str, Any] = {
     "expires_at": None,
     "heartbeat_at": "2025-01-01T12:00:00.400000Z",
     "pending_action": None,
+    "webhook": "https://hooks.example.com/aihub",
 }
 
 
@@ -120,6 +132,8 @@ class JobSerializer(JobSummarySerializer):
         '{"type": "input", "prompt", "requested_at"}; answer it with POST /jobs/{id}/respond. Null otherwise.',
     )
 
+    webhook = serializers.CharField(read_only=True, help_text="Where the job's final state is POSTed; empty for none.")
+
     class Meta(JobSummarySerializer.Meta):
         fields = [
             *JobSummarySerializer.Meta.fields,
@@ -130,6 +144,7 @@ class JobSerializer(JobSummarySerializer):
             "expires_at",
             "heartbeat_at",
             "pending_action",
+            "webhook",
         ]
         read_only_fields = fields
 

@@ -24,10 +24,10 @@ from rest_framework.response import Response
 from agents.models import Agent
 from aihub.access.api.serializers import StrictSerializer
 from aihub.api.problems import PROBLEM_CONTENT_TYPE
-from aihub.api.schema import ProblemSerializer
+from aihub.api.schema import ProblemSerializer, openapi_30_schema
+from jobs.attachments import job_submit_with_attachments
 from jobs.models import Job
 from jobs.selectors import JOB_WAIT_MAX_SECONDS, job_wait
-from jobs.services import job_submit
 from threads.content import content_adapter, validate_content
 from threads.models import Thread
 from threads.sse import CANCEL_ON_DISCONNECT_HELP, STREAM_EXAMPLE, job_stream_response
@@ -61,41 +61,12 @@ def idempotency_key(request: Request) -> str | None:
 # --- Content ----------------------------------------------------------------------------------------------------
 
 
-def _openapi_30(node: Any, defs: dict[str, Any]) -> Any:
-    """Pydantic's JSON Schema (2020-12) as OpenAPI 3.0 accepts it: $defs inlined, ``const`` as a one-value
-    enum, ``anyOf [X, null]`` as a nullable X, and no discriminator (its mapping would point at the $defs)."""
-    if isinstance(node, list):
-        return [_openapi_30(item, defs) for item in node]
-    if not isinstance(node, dict):
-        return node
-    ref = node.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/$defs/"):
-        return _openapi_30(defs[ref.removeprefix("#/$defs/")], defs)
-    options = node.get("anyOf")
-    if isinstance(options, list) and {"type": "null"} in options:
-        rest = [option for option in options if option != {"type": "null"}]
-        merged = rest[0] if len(rest) == 1 else {"anyOf": rest}
-        extra = {key: value for key, value in node.items() if key != "anyOf"}
-        return {**_openapi_30(merged, defs), **_openapi_30(extra, defs), "nullable": True}
-    converted: dict[str, Any] = {}
-    for key, value in node.items():
-        if key == "discriminator":
-            continue
-        if key == "const":
-            converted["enum"] = [value]
-        elif key == "properties":
-            converted[key] = {name: _openapi_30(prop, defs) for name, prop in value.items()}
-        else:
-            converted[key] = _openapi_30(value, defs)
-    return converted
-
-
 def _content_field_schema() -> dict[str, Any]:
     # Inlined: spectacular does not know pydantic's $defs, and refs to them would dangle.
     schema = content_adapter.json_schema()
     defs = schema.pop("$defs", {})
     return {
-        "oneOf": [{"type": "string", "description": "Shorthand for one text block."}, _openapi_30(schema, defs)],
+        "oneOf": [{"type": "string", "description": "Shorthand for one text block."}, openapi_30_schema(schema, defs)],
         "description": "A string, or a list of content blocks (text, image, file, tool_call, tool_result, citation).",
     }
 
@@ -169,8 +140,19 @@ def agent_field(*, required: bool, help_text: str) -> serializers.SlugField:
     return serializers.SlugField(max_length=63, required=required, help_text=help_text)
 
 
+class AttachmentSerializer(serializers.Serializer):
+    file = serializers.UUIDField(help_text="The id of a file you uploaded (POST files/) in this tenant.")
+
+    def to_internal_value(self, data: Any) -> Any:
+        # Strict like StrictSerializer, which a nested serializer cannot be (it has no initial_data).
+        if isinstance(data, dict) and (unknown := set(data) - set(self.fields)):
+            raise serializers.ValidationError({name: "Unknown field." for name in sorted(unknown)})
+        return super().to_internal_value(data)
+
+
 class MessageSubmitSerializer(StrictSerializer):
-    """The fields every job-starting route takes: the content, busy, additional_instructions, context, job_id.
+    """The fields every job-starting route takes: the content, attachments, file_urls, busy,
+    additional_instructions, context, job_id.
 
     ``content_field`` names the content in the body (the jobs route calls it ``input``); validated data always
     has it as ``content``, the name job_submit takes.
@@ -188,6 +170,31 @@ class MessageSubmitSerializer(StrictSerializer):
         max_length=20_000, required=False, default="", allow_blank=True, help_text="Added to the prompt of this job."
     )
     job_id = serializers.UUIDField(required=False, allow_null=True, default=None, help_text=JOB_ID_HELP)
+    attachments = AttachmentSerializer(
+        many=True,
+        required=False,
+        default=list,
+        help_text="Files you uploaded before (POST files/), by id. Images reach models that accept images; the "
+        "text of documents is given to the model with the file's name.",
+    )
+    file_urls = serializers.ListField(
+        child=serializers.CharField(max_length=2000),
+        required=False,
+        default=list,
+        help_text="URLs fetched by the server into files of yours and attached like `attachments`; only from the "
+        "hosts and folders the operator allowlisted (AIHUB_FILE_URL_ALLOWLIST). A URL that may not or could not "
+        "be fetched is a 400 naming it, and nothing is stored.",
+    )
+
+    webhook = serializers.CharField(
+        max_length=2000,
+        required=False,
+        default="",
+        allow_blank=True,
+        help_text="A URL the job's final state is POSTed to, signed with HMAC-SHA256 (X-Aihub-Signature over "
+        "X-Aihub-Timestamp and the body) and retried with backoff; only under the operator's "
+        "AIHUB_WEBHOOK_URL_ALLOWLIST. Attempts: GET jobs/{id}/webhook-deliveries.",
+    )
 
     def get_fields(self) -> dict[str, serializers.Field]:
         # Added here, not as attributes: the content's name differs per route, and a class attribute named
@@ -208,7 +215,10 @@ class MessageSubmitSerializer(StrictSerializer):
         name = self.content_field
         content = attrs.pop(name)
         if content == "" or content == []:
-            raise serializers.ValidationError({name: ["A message needs some content."]})
+            if not attrs.get("attachments") and not attrs.get("file_urls"):
+                raise serializers.ValidationError({name: ["A message needs some content or an attachment."]})
+            attrs["content"] = []
+            return attrs
         try:
             attrs["content"] = validate_content(content)
         except PydanticValidationError as exc:
@@ -313,10 +323,12 @@ def submit_message(
     With ``wait`` (a parsed WaitQuerySerializer) whose ``wait`` is true, the job as it stands once it ended or
     the timeout passed.
     """
-    job, created = job_submit(
+    job, created = job_submit_with_attachments(
         agent=agent,
         user=user,
         content=body["content"],
+        attachments=[item["file"] for item in body.get("attachments", [])],
+        file_urls=body.get("file_urls", []),
         thread=thread,
         busy=body["busy"],
         idempotency_key=idempotency_key,
@@ -324,21 +336,38 @@ def submit_message(
         context=body["context"],
         expires_at=body.get("expires_at"),
         job_id=body["job_id"],
+        webhook=body.get("webhook", ""),
     )
     if wait is not None and wait["wait"] and not job.is_final:
+        warnings = job.usage_warnings  # a fresh row would lose them: they are not stored
         job = job_wait(job_id=job.pk, timeout=wait["timeout"])
+        job.usage_warnings = warnings
     return job, created
+
+
+USAGE_WARNING_HEADER = "X-Usage-Warning"
+
+
+def usage_warning_headers(job: Job) -> dict[str, str]:
+    """``X-Usage-Warning`` when the job brought a usage limit of the caller near its end: one entry per limit,
+    ``<limit>; role=<role>; used=<share 0..1>; resets=<time>``, comma-separated."""
+    if not job.usage_warnings:
+        return {}
+    return {USAGE_WARNING_HEADER: ", ".join(state.header() for state in job.usage_warnings)}
 
 
 def submitted_response(job: Job, data: Any, *, created: bool, headers: dict[str, str] | None = None) -> Response:
     """202 for a new job still under way; 200 once it ended, or for a retry (the first job, as it stands)."""
     code = status.HTTP_200_OK if job.is_final or not created else status.HTTP_202_ACCEPTED
-    return Response(data, status=code, headers=headers)
+    return Response(data, status=code, headers={**(headers or {}), **usage_warning_headers(job)})
 
 
 def streamed_response(job: Job, query: dict[str, Any]) -> HttpResponse | StreamingHttpResponse:
     """The answer to ``?stream=true``: the job's event stream from its first event (the caller's message)."""
-    return job_stream_response(job, cancel_on_disconnect=query["cancel_on_disconnect"], with_input_message=True)
+    response = job_stream_response(job, cancel_on_disconnect=query["cancel_on_disconnect"], with_input_message=True)
+    for name, value in usage_warning_headers(job).items():
+        response[name] = value
+    return response
 
 
 STREAMED_RESPONSE: dict[Any, OpenApiResponse] = {
@@ -355,7 +384,43 @@ SUBMIT_CONFLICT_RESPONSE: dict[Any, OpenApiResponse] = {
         ProblemSerializer,
         description="The agent is disabled, the thread is busy and `busy` is `reject`, or the `job_id` is already "
         "taken by another caller or agent.",
-    )
+    ),
+    (429, PROBLEM_CONTENT_TYPE): OpenApiResponse(
+        ProblemSerializer,
+        description="A usage limit of one of your roles is used up (`urn:aihub:problem:usage-limit-exceeded`): "
+        "the problem's `limit` names it and when it resets; `Retry-After` says in how many seconds. Responses "
+        "that bring a limit near its end carry `X-Usage-Warning`.",
+        examples=[
+            OpenApiExample(
+                "Usage limit reached",
+                status_codes=[429],
+                value={
+                    "type": "urn:aihub:problem:usage-limit-exceeded",
+                    "title": "Usage limit reached",
+                    "status": 429,
+                    "detail": "The usage limit 'daily-tokens' of role 'member' (100000 tokens per 1d on agents "
+                    "matching '>') is used up: 100412 used and 0 reserved by running jobs. It resets at "
+                    "2026-11-26T00:00:00Z.",
+                    "instance": "/api/v1/acme/agents/assistant/messages",
+                    "correlation_id": "b93660d86a8442b5bc6afda2eca27b14",
+                    "limit": {
+                        "id": "5f0c6a4e-0d7b-4a59-9a43-0c1f1f7f3b11",
+                        "name": "daily-tokens",
+                        "role": "member",
+                        "target": "agents",
+                        "pattern": ">",
+                        "unit": "tokens",
+                        "amount": 100000,
+                        "period": "1d",
+                        "used": 100412,
+                        "reserved": 0,
+                        "window_start": "2026-11-25T00:00:00Z",
+                        "resets_at": "2026-11-26T00:00:00Z",
+                    },
+                },
+            )
+        ],
+    ),
 }
 
 RETRIED_DESCRIPTION = "A retry with an Idempotency-Key or `job_id` already used: the first job, as it stands."

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from django.urls import path
 
+from jobs.api.schedules import ScheduleViewSet
+from jobs.api.usage import UsageView
 from jobs.api.views import JobViewSet
+from jobs.api.webhooks import JobWebhookDeliveryViewSet
 
 tenant_urlpatterns = [
     path("jobs/", JobViewSet.as_view({"get": "list", "post": "create"}), name="job-list"),
@@ -17,4 +20,18 @@ tenant_urlpatterns = [
         name="job-artifact-content",
     ),
     path("jobs/<uuid:pk>/respond", JobViewSet.as_view({"post": "respond"}), name="job-respond"),
+    path(
+        "jobs/<uuid:pk>/webhook-deliveries",
+        JobWebhookDeliveryViewSet.as_view({"get": "list"}),
+        name="job-webhook-deliveries",
+    ),
+    path("usage", UsageView.as_view(), name="usage"),
+    path("schedules/", ScheduleViewSet.as_view({"get": "list", "post": "create"}), name="schedule-list"),
+    path(
+        "schedules/<uuid:pk>/",
+        ScheduleViewSet.as_view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"}),
+        name="schedule-detail",
+    ),
+    path("schedules/<uuid:pk>/run", ScheduleViewSet.as_view({"post": "run"}), name="schedule-run"),
+    path("schedules/<uuid:pk>/jobs", ScheduleViewSet.as_view({"get": "jobs"}), name="schedule-jobs"),
 ]

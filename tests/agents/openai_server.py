@@ -100,6 +100,9 @@ class OpenAIServer:
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
         self._replies: deque[Reply] = deque()
+        # What GET /v1/models answers: the models' objects (extra keys such as context_length pass through), or a
+        # Status / Garbage to make the list fail. Set it directly: ``openai_server.model_list = Status(503)``.
+        self.model_list: list[dict[str, Any]] | Status | Garbage = []
         self._lock = threading.Lock()
         # Set on close, so a handler sleeping through a slow reply lets go at once.
         self.closing = threading.Event()
@@ -186,6 +189,24 @@ class _ChatCompletionsHandler(BaseHTTPRequestHandler):
         # The client may close (or reset) a keep-alive connection while we wait for its next request.
         with contextlib.suppress(OSError):
             super().handle()
+
+    def do_GET(self) -> None:
+        self.loopback.record(
+            RecordedRequest(
+                method="GET", path=self.path, headers={k.lower(): v for k, v in self.headers.items()}, body={}
+            )
+        )
+        if self.path.rstrip("/") != "/v1/models":
+            self._send_status(Status(404, f"No route {self.path}"))
+            return
+        listed = self.loopback.model_list
+        if isinstance(listed, Status):
+            self._send_status(listed)
+        elif isinstance(listed, Garbage):
+            self._send_bytes(200, listed.body, listed.content_type)
+        else:
+            models = [{"object": "model", "created": 0, "owned_by": "loopback", **model} for model in listed]
+            self._send_json(200, {"object": "list", "data": models})
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))

@@ -49,6 +49,9 @@ def agent_form(tenant: Tenant, **overrides: Any) -> dict[str, Any]:
         # The read-only versions inline still posts its management form.
         "versions-TOTAL_FORMS": "0",
         "versions-INITIAL_FORMS": "0",
+        # The handoffs inline's management form (an agent's edges; none here).
+        "handoffs-TOTAL_FORMS": "0",
+        "handoffs-INITIAL_FORMS": "0",
     }
     form.update(overrides)
     return {k: v for k, v in form.items() if v is not None}
@@ -76,7 +79,14 @@ def test_adding_an_agent_creates_version_one_by_the_operator(admin_site: Client,
 
     assert response.status_code == 302, form_errors(response)
     agent = Agent.objects.get(tenant=tenant, slug="helper")
-    assert agent.config == {"temperature": 0.5, "max_tokens": None, "history_window": 20}
+    assert agent.config == {
+        "temperature": 0.5,
+        "max_tokens": None,
+        "history_window": 20,
+        "vision": False,
+        "memory": False,
+        "memory_top_k": 5,
+    }
     assert AgentVersion.objects.get(agent=agent).created_by == operator
 
 

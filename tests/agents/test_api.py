@@ -199,7 +199,14 @@ def test_an_admin_creates_an_agent(client_as: ClientAs, admin_membership: Member
 
     assert response.status_code == 201, response.content
     created = response.json()
-    assert created["config"] == {"temperature": 0.2, "max_steps": 5, "history_window": 20}
+    assert created["config"] == {
+        "temperature": 0.2,
+        "max_steps": 5,
+        "history_window": 20,
+        "vision": False,
+        "memory": False,
+        "memory_top_k": 5,
+    }
     assert (created["version"], created["tools"]) == (1, ["calculator"])
     version = AgentVersion.objects.get(agent__slug="support-bot")
     assert version.created_by == admin_membership.user

@@ -44,7 +44,14 @@ def test_the_name_defaults_to_the_slug() -> None:
 def test_config_is_stored_normalised_with_the_class_defaults_filled_in() -> None:
     agent = AgentFactory.create(class_name="chat", config={"temperature": 0.5})
 
-    assert agent.config == {"temperature": 0.5, "max_tokens": None, "history_window": 20}
+    assert agent.config == {
+        "temperature": 0.5,
+        "max_tokens": None,
+        "history_window": 20,
+        "vision": False,
+        "memory": False,
+        "memory_top_k": 5,
+    }
 
 
 def test_config_that_fails_the_class_schema_is_refused_with_the_path_of_each_error() -> None:

@@ -190,7 +190,14 @@ def test_a_finished_job_shows_its_result_usage_timings_and_attempts(
     assert body["status"] == "succeeded"
     assert body["output"]["content"] == [{"type": "text", "text": "hello world"}]
     assert body["output"]["message"] == str(Message.objects.get(job_id=job.pk, role="assistant").pk)
-    assert body["usage"] == {"input_tokens": 2, "output_tokens": 2, "total_tokens": 4}
+    assert body["usage"] == {
+        "input_tokens": 2,
+        "output_tokens": 2,
+        "total_tokens": 4,
+        "cost": 0.0,
+        "currency": "USD",
+        "model": "offline/aihub-offline-1",
+    }
     assert body["error"] is None
     assert body["attempts"] == 1
     assert body["agent_version"] == echo.version

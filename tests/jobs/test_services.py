@@ -59,7 +59,14 @@ def test_a_job_goes_from_queued_to_running_to_succeeded(echo: Agent, user: User)
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED
     assert job.output["content"] == [{"type": "text", "text": "hello there world"}]
-    assert job.usage == {"input_tokens": 3, "output_tokens": 3, "total_tokens": 6}
+    assert job.usage == {
+        "input_tokens": 3,
+        "output_tokens": 3,
+        "total_tokens": 6,
+        "cost": 0.0,
+        "currency": "USD",
+        "model": "offline/aihub-offline-1",
+    }
     assert job.finished_at is not None
     [reply] = assistant_messages(job)
     assert job.output["message"] == str(reply.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from jobs.models import Job, JobStatus
 from tests.agents.factories import AgentFactory
 from tests.factories import MembershipFactory, UserFactory
 from tests.helpers import ClientAs, assert_invalid, assert_problem
-from tests.threads.factories import ThreadFactory
+from tests.threads.factories import FileFactory, ThreadFactory
 from threads import services
 from threads.models import Event, Message, Thread
 
@@ -360,13 +361,17 @@ def test_a_named_agent_joins_the_thread(client: APIClient, membership: Membershi
     assert empty.members.filter(agent_id=agent.pk).exists()
 
 
-def test_what_the_message_carries_reaches_the_job(client: APIClient, membership: Membership, thread: Thread) -> None:
+def test_what_the_message_carries_reaches_the_job(
+    client: APIClient, membership: Membership, thread: Thread, settings: Any, tmp_path: Path
+) -> None:
+    settings.MEDIA_ROOT = tmp_path
+    file_id = str(FileFactory.create(tenant=membership.tenant, uploaded_by=membership.user).pk)
     response = post_message(
         client,
         membership,
         thread,
         {
-            "content": [{"type": "text", "text": "Summarise"}, {"type": "file", "file_id": "f-1"}],
+            "content": [{"type": "text", "text": "Summarise"}, {"type": "file", "file_id": file_id}],
             "additional_instructions": "Be brief.",
             "context": {"customer": "c-1042"},
             "expires_in_seconds": 600,
@@ -376,7 +381,7 @@ def test_what_the_message_carries_reaches_the_job(client: APIClient, membership:
     job = Job.objects.get(pk=response.json()["id"])
     assert job.input["content"] == [
         {"type": "text", "text": "Summarise"},
-        {"type": "file", "file_id": "f-1", "name": "", "media_type": ""},
+        {"type": "file", "file_id": file_id, "name": "", "media_type": ""},
     ]
     assert job.input["additional_instructions"] == "Be brief."
     assert job.input["context"] == {"customer": "c-1042"}

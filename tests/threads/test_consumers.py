@@ -24,9 +24,15 @@ from jobs import services as job_services
 from jobs.models import Job, JobStatus
 from tests.agents.factories import AgentFactory
 from tests.factories import IssuedApiToken, MembershipFactory
-from tests.threads.factories import ThreadFactory
+from tests.threads.factories import FileFactory, ThreadFactory
 from threads import services
-from threads.consumers import CLOSE_NOT_FOUND, CLOSE_PROTOCOL_ERROR, CLOSE_UNAUTHENTICATED, MAX_BAD_FRAMES
+from threads.consumers import (
+    CLOSE_NOT_FOUND,
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_RATE_LIMITED,
+    CLOSE_UNAUTHENTICATED,
+    MAX_BAD_FRAMES,
+)
 from threads.events import NewEvent
 from threads.models import Thread
 
@@ -345,6 +351,35 @@ def test_message_create_is_checked_like_the_rest_route(thread: Thread, token: st
     assert {error["field"] for error in invalid["error"]["errors"]} >= {"surprise"}
 
 
+def test_message_create_takes_attachments_like_the_rest_route(
+    thread: Thread, token: str, membership: Membership, settings: Any, tmp_path: Any
+) -> None:
+    settings.MEDIA_ROOT = tmp_path
+    mine = FileFactory.create(tenant=membership.tenant, uploaded_by=membership.user, name="notes.txt")
+    theirs = FileFactory.create(tenant=membership.tenant)
+
+    async def scenario() -> list[Frame]:
+        ws = await opened(socket(thread_path(thread, f"token={token}&last_event_id=3")))
+        await ws.send_json_to({"type": "message.create", "content": "x", "attachments": [{"file": str(theirs.pk)}]})
+        refused = await receive_until(ws, lambda f: f["type"] == "error")
+        await ws.send_json_to({"type": "message.create", "content": "see", "attachments": [{"file": str(mine.pk)}]})
+        accepted = await receive_until(ws, lambda f: f["type"] == "message.accepted")
+        await ws.disconnect()
+        return [refused[-1], accepted[-1]]
+
+    refused, accepted = run(scenario)
+
+    assert refused["error"]["status"] == 400
+    assert [error["field"] for error in refused["error"]["errors"]] == ["attachments[0].file"]
+    job = Job.objects.get(pk=accepted["job"]["id"])
+    assert job.input["content"][-1] == {
+        "type": "file",
+        "file_id": str(mine.pk),
+        "name": "notes.txt",
+        "media_type": "text/plain",
+    }
+
+
 def test_closing_the_socket_does_not_stop_the_job(thread: Thread, token: str) -> None:
     async def scenario() -> str:
         ws = await opened(socket(thread_path(thread, f"token={token}&last_event_id=3")))
@@ -456,3 +491,66 @@ def test_pings_are_answered(thread: Thread, token: str) -> None:
         return frames
 
     assert run(scenario) == [{"type": "pong"}]
+
+
+# --- Rate limits ---------------------------------------------------------------------------------------------------
+
+
+def test_frames_beyond_the_rate_are_dropped_with_an_error_frame_and_the_stream_carries_on(
+    thread: Thread, token: str, settings: Any
+) -> None:
+    settings.AIHUB = {**settings.AIHUB, "WS_FRAME_RATE": "3/minute"}
+
+    async def scenario() -> list[Frame]:
+        ws = await opened(socket(thread_path(thread, f"token={token}&last_event_id=3")))
+        await receive(ws, 1)
+        for n in range(4):
+            await ws.send_json_to({"type": "ping", "ref": n})
+        answers = await receive(ws, 4)
+        await append(thread, 1)
+        answers += await receive(ws, 1)
+        await ws.disconnect()
+        return answers
+
+    *pongs, refused, live = run(scenario)
+
+    assert pongs == [{"type": "pong", "ref": n} for n in range(3)]
+    assert refused["type"] == "error"
+    assert refused["error"]["status"] == 429
+    assert refused["error"]["type"] == "urn:aihub:problem:rate-limited"
+    assert 1 <= refused["error"]["retry_after"] <= 60 + 60 / 3  # at worst: the next window, one slot in
+    assert live["id"] == 4  # the subscription was not disturbed
+
+
+def test_a_client_that_keeps_sending_past_the_frame_rate_is_closed_with_4429(
+    thread: Thread, token: str, settings: Any
+) -> None:
+    settings.AIHUB = {**settings.AIHUB, "WS_FRAME_RATE": "2/minute"}
+
+    async def scenario() -> int:
+        ws = await opened(socket(thread_path(thread, f"token={token}&last_event_id=3")))
+        await receive(ws, 1)
+        for _ in range(2 + MAX_BAD_FRAMES):
+            await ws.send_json_to({"type": "ping"})
+        await receive(ws, 2 + MAX_BAD_FRAMES - 1)  # two pongs, then an error frame per refused frame but the last
+        return await close_code(ws)
+
+    assert run(scenario) == CLOSE_RATE_LIMITED
+
+
+def test_connection_attempts_beyond_the_rate_per_address_are_closed_with_4429(
+    thread: Thread, token: str, settings: Any
+) -> None:
+    settings.AIHUB = {**settings.AIHUB, "WS_CONNECT_RATE": "2/minute"}
+
+    async def scenario() -> list[Any]:
+        outcomes: list[Any] = []
+        for _ in range(3):
+            ws = await opened(socket(thread_path(thread, f"token={token}&last_event_id=3")))
+            output = await ws.receive_output(timeout=5)
+            outcomes.append(output.get("code") if output["type"] == "websocket.close" else "streaming")
+            await ws.disconnect()
+        return outcomes
+
+    # The third is refused before its token is even looked at: guessing tokens by reconnecting is limited too.
+    assert run(scenario) == ["streaming", "streaming", CLOSE_RATE_LIMITED]

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.test_server import REPO, _base_env, _get, _start_daphne, _stop
+from tests.servers import REPO, base_env, http_json, start_daphne, stop_server
 
 Frame = dict[str, str]
 
@@ -22,15 +22,15 @@ Frame = dict[str, str]
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """daphne as `make run` starts it, with the demo tenant, agents and token, and a short keep-alive."""
-    env = _base_env(tmp_path_factory) | {"AIHUB_SSE_KEEPALIVE_SECONDS": "0.5"}
-    process, base = _start_daphne(env)
+    env = base_env(tmp_path_factory) | {"AIHUB_SSE_KEEPALIVE_SECONDS": "0.5"}
+    process, base = start_daphne(env)
     seeded = subprocess.run(
         [sys.executable, "manage.py", "seed_demo", "--token"], cwd=REPO, env=env, check=True, capture_output=True
     )
     subprocess.run([sys.executable, "manage.py", "seed_demo_agents"], cwd=REPO, env=env, check=True, timeout=60)
     token = next(word for word in seeded.stdout.decode().split() if word.startswith("aih_"))
     yield base, token
-    _stop(process)
+    stop_server(process)
 
 
 class Stream:
@@ -87,7 +87,9 @@ class Stream:
 
 
 def post_message(base: str, token: str, path: str, text: str, *, wait: bool = False) -> dict[str, Any]:
-    status, job = _get(f"{base}{path}{'?wait=true&timeout=15' if wait else ''}", body={"content": text}, token=token)
+    status, job = http_json(
+        f"{base}{path}{'?wait=true&timeout=15' if wait else ''}", body={"content": text}, token=token
+    )
     assert status in (200, 202), job
     return job
 
@@ -181,7 +183,7 @@ def test_closing_a_stream_does_not_stop_the_job(server: tuple[str, str]) -> None
 
     deadline = time.monotonic() + 15
     while True:
-        _, current = _get(f"{base}/api/v1/demo/jobs/{job['id']}/", token=token)
+        _, current = http_json(f"{base}/api/v1/demo/jobs/{job['id']}/", token=token)
         if current["status"] not in ("queued", "running") or time.monotonic() > deadline:
             break
         time.sleep(0.1)
@@ -214,7 +216,7 @@ def final_status(base: str, token: str, job_id: str) -> str:
     """The job's status once it has ended (waiting up to 15 s)."""
     deadline = time.monotonic() + 15
     while True:
-        _, job = _get(f"{base}/api/v1/demo/jobs/{job_id}/", token=token)
+        _, job = http_json(f"{base}/api/v1/demo/jobs/{job_id}/", token=token)
         if job["status"] not in ("queued", "running") or time.monotonic() > deadline:
             return str(job["status"])
         time.sleep(0.1)
@@ -224,7 +226,7 @@ def a_slow_echo_agent(base: str, token: str) -> str:
     """An echo agent that pauses 0.1 s per word, so a 30-word answer runs for about three seconds."""
     slug = f"slow-echo-{uuid.uuid4().hex[:8]}"
     body = {"slug": slug, "name": "Slow echo", "class_name": "echo", "config": {"chunk_delay_seconds": 0.1}}
-    status, agent = _get(f"{base}/api/v1/demo/agents/", body=body, token=token)
+    status, agent = http_json(f"{base}/api/v1/demo/agents/", body=body, token=token)
     assert status == 201, agent
     return slug
 
@@ -262,7 +264,7 @@ def test_posting_with_stream_true_answers_with_the_jobs_events_from_its_message_
 def test_stream_together_with_wait_is_a_400_problem_and_starts_no_job(server: tuple[str, str]) -> None:
     base, token = server
     thread = a_finished_thread(base, token)
-    _, before = _get(f"{base}/api/v1/demo/threads/{thread}/events/", token=token)
+    _, before = http_json(f"{base}/api/v1/demo/threads/{thread}/events/", token=token)
     stream = Stream(
         base,
         f"/api/v1/demo/threads/{thread}/messages/?stream=true&wait=true",
@@ -271,7 +273,7 @@ def test_stream_together_with_wait_is_a_400_problem_and_starts_no_job(server: tu
     )
     body = json.loads(stream.response.read())
     stream.close()
-    _, after = _get(f"{base}/api/v1/demo/threads/{thread}/events/", token=token)
+    _, after = http_json(f"{base}/api/v1/demo/threads/{thread}/events/", token=token)
 
     assert stream.response.status == 400
     assert stream.response.getheader("Content-Type") == "application/problem+json"

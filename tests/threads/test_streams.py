@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.db import connection
 
 from tests.threads.factories import ThreadFactory
 from threads import services
@@ -153,3 +154,27 @@ def test_events_published_on_commit_reach_a_stream_fed_by_the_channel_layer() ->
 
     assert ids(asyncio.run(scenario())) == ["stream.mode", 1, 2, 3]
     assert Event.objects.filter(thread=thread).count() == 3
+
+
+def test_a_stream_holds_no_database_connection_between_its_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An open stream must not pin a connection: a hundred SSE streams would hold a hundred PostgreSQL connections.
+    if connection.vendor == "sqlite" and connection.is_in_memory_db():  # type: ignore[attr-defined]
+        pytest.skip("the in-memory SQLite test database is never closed (closing it would destroy it)")
+    # As in production, where connections are kept for reuse (the services suite sets DATABASE_CONN_MAX_AGE=0).
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 60)
+    thread = ThreadFactory.create()
+    append(thread, 2)
+
+    @database_sync_to_async
+    def connection_is_open() -> bool:
+        return connection.connection is not None
+
+    async def scenario() -> tuple[list[dict[str, Any]], bool]:
+        stream = ThreadEventStream(thread_id=thread.pk)
+        replayed = await take(stream.events(), 3)
+        return replayed, await connection_is_open()
+
+    replayed, still_open = asyncio.run(scenario())
+
+    assert ids(replayed) == [1, 2, "stream.mode"]
+    assert still_open is False

@@ -190,7 +190,9 @@ class MessageSerializer(serializers.ModelSerializer):
             "Everything a message may carry",
             value={
                 "agent": "support-bot",
-                "content": [{"type": "text", "text": "Summarise this file."}, {"type": "file", "file_id": "f-42"}],
+                "content": [{"type": "text", "text": "Summarise these files."}],
+                "attachments": [{"file": "5b0e4c52-9d0a-4c6e-8f43-3f3b8f7e2a10"}],
+                "file_urls": ["https://files.example.com/public/terms.pdf"],
                 "busy": "enqueue",
                 "additional_instructions": "Answer in French.",
                 "context": {"customer_id": "c-1042"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from threads.api.files import FileViewSet
 from threads.api.views import ThreadViewSet
 
 thread_list = ThreadViewSet.as_view({"get": "list", "post": "create"})
@@ -20,4 +21,7 @@ tenant_urlpatterns = [
     path("threads/<uuid:pk>/messages/", thread_messages, name="thread-messages"),
     path("threads/<uuid:pk>/events/", thread_events, name="thread-events"),
     path("threads/<uuid:pk>/state", thread_state, name="thread-state"),
+    path("files/", FileViewSet.as_view({"get": "list", "post": "create"}), name="file-list"),
+    path("files/<uuid:pk>/", FileViewSet.as_view({"get": "retrieve", "delete": "destroy"}), name="file-detail"),
+    path("files/<uuid:pk>/content", FileViewSet.as_view({"get": "content"}), name="file-content"),
 ]

@@ -28,6 +28,8 @@ DEMO_AGENTS: list[dict[str, Any]] = [
         "description": "A chat agent on the built-in offline model.",
         "model": DEFAULT_MODEL,
         "system_prompt": "You are a helpful assistant.",
+        # The offline model takes images (it says which it got), so attachments show end to end in the demo.
+        "config": {"vision": True},
     },
     {
         "slug": "calculator",

