@@ -118,6 +118,8 @@ def bundled_postgres_url() -> str:
 @pytest.fixture(scope="module")
 def scaled_out_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """daphne on PostgreSQL, channels-redis and a Redis broker, in a database of its own."""
+    # Outside the services suite the bundled server is started here, and stopped again if nobody else had it up.
+    bundled_was_running = (REPO / "var" / "pgserver" / "postmaster.pid").exists()
     postgres_url = os.environ.get("TEST_DATABASE_URL") or bundled_postgres_url()
     server_root = postgres_url.rsplit("/", 1)[0]
     require_service("PostgreSQL", postgres_url)
@@ -136,3 +138,6 @@ def scaled_out_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     stop_server(server)
     with psycopg.connect(f"{server_root}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    if not os.environ.get("TEST_DATABASE_URL") and not bundled_was_running:
+        stop = [sys.executable, "scripts/pgserver.py", "stop", "var/pgserver"]
+        subprocess.run(stop, cwd=REPO, timeout=60, check=False)
