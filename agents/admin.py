@@ -17,12 +17,13 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from rest_framework.exceptions import APIException
 
-from agents import catalogue, services
+from agents import catalogue, memory, services
 from agents.models import (
     Agent,
     AgentVersion,
     CatalogueModel,
     Handoff,
+    Memory,
     ModelProvider,
     ModelSource,
     ProviderKind,
@@ -471,3 +472,43 @@ class CatalogueModelAdmin(ServiceModelAdmin):
     def save_model(self, request: HttpRequest, obj: CatalogueModel, form: forms.ModelForm, change: bool) -> None:
         fields = {name: form.cleaned_data[name] for name in form.changed_data if name in catalogue.OPERATOR_FIELDS}
         _adopt(obj, catalogue.catalogue_model_update(model=obj, **fields))
+
+
+@admin.register(Memory)
+class MemoryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """What agents remember, read-only for operators (users edit their own through the API); deleting goes
+    through agents.memory so the same rules apply as for a user's "forget"."""
+
+    list_display = ["short_text", "scope", "owner", "tenant", "source_agent", "updated_at"]
+    list_filter = ["scope", "tenant"]
+    list_select_related = ["tenant", "owner", "source_agent"]
+    search_fields = ["text", "=id", "owner__username"]
+    date_hierarchy = "created_at"
+    fields = readonly_fields = (
+        "id",
+        "tenant",
+        "scope",
+        "owner",
+        "text",
+        "metadata",
+        "embedder",
+        "dimensions",
+        "source_thread",
+        "source_job_id",
+        "source_agent",
+        "created_at",
+        "updated_at",
+    )
+
+    @admin.display(description="text")
+    def short_text(self, item: Memory) -> str:
+        return item.text if len(item.text) <= 80 else item.text[:79] + "…"
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return admin.ModelAdmin.has_delete_permission(self, request, obj)
+
+    def delete_model(self, request: HttpRequest, obj: Memory) -> None:
+        memory.memory_delete(memory=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Memory]) -> None:
+        memory.memory_delete_all(memories=queryset)
