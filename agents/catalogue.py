@@ -52,7 +52,9 @@ BUILTIN_MODELS: tuple[dict[str, Any], ...] = (
 """Models on offer without any provider row; free until an operator prices them."""
 
 _EMBEDDING_HINTS = ("embed",)
-_OTHER_HINTS = ("whisper", "tts", "dall-e", "image", "moderation", "transcribe", "audio", "rerank")
+_IMAGE_HINTS = ("dall-e", "image")
+_AUDIO_HINTS = ("whisper", "tts", "transcribe", "audio", "speech")
+_OTHER_HINTS = ("moderation", "rerank")
 
 
 def guess_type(name: str) -> ModelType:
@@ -60,6 +62,10 @@ def guess_type(name: str) -> ModelType:
     lowered = name.lower()
     if any(hint in lowered for hint in _EMBEDDING_HINTS):
         return ModelType.EMBEDDING
+    if any(hint in lowered for hint in _IMAGE_HINTS):
+        return ModelType.IMAGE
+    if any(hint in lowered for hint in _AUDIO_HINTS):
+        return ModelType.AUDIO
     if any(hint in lowered for hint in _OTHER_HINTS):
         return ModelType.OTHER
     return ModelType.CHAT

@@ -110,6 +110,9 @@ class ModelProvider(models.Model):
 class ModelType(models.TextChoices):
     CHAT = "chat"
     EMBEDDING = "embedding"
+    # Passed through by /openai/v1/images/generations and /openai/v1/audio/* (aihub.interop.passthrough).
+    IMAGE = "image"
+    AUDIO = "audio"
     OTHER = "other"
 
 

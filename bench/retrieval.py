@@ -252,12 +252,22 @@ def main() -> int:
     parser.add_argument(
         "--raw-sample", type=int, default=2000, help="Chunks the raw embedding throughput is measured on (0: all)."
     )
+    parser.add_argument(
+        "--keep", action="store_true", help="With --postgres: keep the database afterwards (for --reuse)."
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="With --postgres: search the corpus a kept database already holds; no ingest (quality and latency only).",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="aihub-bench-retrieval-") as folder:
         var_dir = Path(folder)
         configure(var_dir, args.postgres)
-        if args.postgres:
+        if args.reuse and not args.postgres:
+            parser.error("--reuse needs --postgres")
+        if args.postgres and not args.reuse:
             recreate_postgres_database(args.postgres)
         try:
             import django
@@ -267,25 +277,33 @@ def main() -> int:
 
             call_command("migrate", verbosity=0)
             from aihub.access.services import tenant_create
+            from knowledge.models import Collection
             from knowledge.services import collection_create
 
             corpus, queries, qrels = load(args.data, args.limit)
-            tenant = tenant_create(slug="bench", name="Bench")
-            collection = collection_create(tenant=tenant, slug="scifact")
+            if args.reuse:
+                collection = Collection.objects.get(tenant__slug="bench", slug="scifact")
+            else:
+                tenant = tenant_create(slug="bench", name="Bench")
+                collection = collection_create(tenant=tenant, slug="scifact")
             backend = "PostgreSQL + pgvector (HNSW, full text)" if args.postgres else "SQLite (NumPy exact, FTS5)"
             print(f"SciFact: {len(corpus)} abstracts, {len(queries)} test queries; {backend}")
             print(
                 f"collection: {collection.embedder}, {collection.chunk_size} tokens per chunk, "
                 f"{collection.chunk_overlap} overlap"
             )
-            ingested = ingest(corpus, collection, args.raw_sample)
-            print(
-                f"\ningest: {ingested['documents']} documents, {ingested['chunks']} chunks "
-                f"in {ingested['seconds']:.1f}s: "
-                f"{ingested['docs_per_s']:.1f} docs/s, {ingested['chunks_per_s']:.1f} chunks/s end to end; "
-                f"raw embedding {ingested['raw_embed_chunks_per_s']:.1f} chunks/s; "
-                f"ratio {ingested['chunks_per_s'] / ingested['raw_embed_chunks_per_s']:.2f}"
-            )
+            ingested: dict[str, float] = {}
+            if args.reuse:
+                print(f"\nreusing the kept database: {collection.documents.count()} documents, no ingest")
+            else:
+                ingested = ingest(corpus, collection, args.raw_sample)
+                print(
+                    f"\ningest: {ingested['documents']} documents, {ingested['chunks']} chunks "
+                    f"in {ingested['seconds']:.1f}s: "
+                    f"{ingested['docs_per_s']:.1f} docs/s, {ingested['chunks_per_s']:.1f} chunks/s end to end; "
+                    f"raw embedding {ingested['raw_embed_chunks_per_s']:.1f} chunks/s; "
+                    f"ratio {ingested['chunks_per_s'] / ingested['raw_embed_chunks_per_s']:.2f}"
+                )
             scores = quality(collection, queries, qrels)
             base = scores["keyword"]
             print("\n| search | nDCG@10 | recall@100 | nDCG@10 vs keyword |")
@@ -312,7 +330,10 @@ def main() -> int:
                 from django.db import connections
 
                 connections.close_all()
-                recreate_postgres_database(args.postgres, drop_only=True)
+                if args.keep:
+                    print(f"kept the database {BENCH_DATABASE}")
+                else:
+                    recreate_postgres_database(args.postgres, drop_only=True)
     return 0
 
 

@@ -19,7 +19,7 @@ from rest_framework.exceptions import APIException
 
 from aihub.access.admin import ReadOnlyAdminMixin, ReadOnlyModelAdmin, ServiceModelAdmin
 from jobs import dashboard, schedules, services, usage
-from jobs.models import Artifact, CancelMode, Job, Schedule, UsageLimit, WebhookDelivery
+from jobs.models import Artifact, CancelMode, Job, PassthroughCall, Schedule, UsageLimit, WebhookDelivery
 
 
 class ArtifactInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -332,3 +332,14 @@ class ScheduleAdmin(ServiceModelAdmin):
             self.message_user(request, f"Submitted {fired} job(s).", messages.SUCCESS)
         if failed:
             self.message_user(request, f"Not fired: {'; '.join(failed)}", messages.WARNING)
+
+
+@admin.register(PassthroughCall)
+class PassthroughCallAdmin(ReadOnlyModelAdmin):
+    """Image, transcription and speech calls passed through to providers: written only by the front door."""
+
+    list_display = ["kind", "model", "tenant", "created_by", "input_tokens", "output_tokens", "cost", "created_at"]
+    list_filter = ["kind", "tenant"]
+    list_select_related = ["tenant", "created_by"]
+    search_fields = ["model", "created_by__username"]
+    date_hierarchy = "created_at"

@@ -294,3 +294,34 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.cron} {self.timezone})"
+
+
+class PassthroughCall(models.Model):
+    """One call passed through to a provider model without an agent (images, transcriptions, speech).
+
+    It is accounted like a job: tokens from the provider's usage, priced at the catalogue's prices, counted in
+    usage reports and against the member's limits on models.
+    """
+
+    class Kind(models.TextChoices):
+        IMAGES = "images", "Image generation"
+        TRANSCRIPTIONS = "transcriptions", "Audio transcription"
+        SPEECH = "speech", "Speech synthesis"
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="passthrough_calls")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    model = models.CharField(max_length=300, db_index=True)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=20, decimal_places=10, default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.model} at {self.created_at:%Y-%m-%d %H:%M}"

@@ -32,7 +32,16 @@ from django.utils import timezone
 from agents.catalogue import model_prices
 from agents.models import Agent, CatalogueModel
 from aihub.api.problems import ProblemException
-from jobs.models import Job, LimitPeriod, LimitTarget, LimitUnit, UsageCounter, UsageLimit, UsageReservation
+from jobs.models import (
+    Job,
+    LimitPeriod,
+    LimitTarget,
+    LimitUnit,
+    PassthroughCall,
+    UsageCounter,
+    UsageLimit,
+    UsageReservation,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -181,8 +190,13 @@ def _used_before(limit: UsageLimit, user: User, start: datetime) -> Decimal:
         .values("agent__slug", "model")
         .annotate(tokens=Sum(F("input_tokens") + F("output_tokens")), cost=Sum("cost"))
     )
+    calls = (
+        PassthroughCall.objects.filter(tenant_id=limit.role.tenant_id, created_by=user, created_at__gte=start)
+        .values("model")
+        .annotate(tokens=Sum(F("input_tokens") + F("output_tokens")), cost=Sum("cost"))
+    )
     total = Decimal(0)
-    for row in rows:
+    for row in [*rows, *({**call, "agent__slug": ""} for call in calls)]:
         if limit_applies(limit, agent_slug=row["agent__slug"], model=row["model"]):
             total += Decimal(row["tokens"] or 0) if limit.unit == LimitUnit.TOKENS else Decimal(row["cost"] or 0)
     return total
@@ -286,6 +300,59 @@ def usage_settle(*, job: Job) -> None:
         counter.used += actual
         counter.save(update_fields=["reserved", "used"])
     UsageReservation.objects.filter(pk__in=[r.pk for r in reservations]).delete()
+
+
+def _model_limits(*, tenant: Tenant, user: User, model: str) -> list[UsageLimit]:
+    # A passthrough call has no agent: only limits on models apply to it.
+    return [
+        limit for limit in member_limits(tenant=tenant, user=user) if limit_applies(limit, agent_slug="", model=model)
+    ]
+
+
+@transaction.atomic
+def passthrough_admit(*, tenant: Tenant, user: User, model: str) -> None:
+    """UsageLimitExceeded when a limit of ``user`` on ``model`` is used up; nothing is reserved (the call is
+    synchronous and short: its real usage is added by ``passthrough_record`` as soon as it answered)."""
+    limits = _model_limits(tenant=tenant, user=user, model=model)
+    if not limits:
+        return
+    now = timezone.now()
+    for limit, counter in _locked_counters(limits, user, now):
+        if counter.used + counter.reserved >= limit.amount:
+            _refuse(
+                LimitState(limit, counter.used, counter.reserved, counter.window_start, window(limit.period, now)[1]),
+                now,
+            )
+
+
+@transaction.atomic
+def passthrough_record(*, tenant: Tenant, user: User, kind: str, model: str, usage: dict[str, Any]) -> PassthroughCall:
+    """Record an answered passthrough call, priced like a job's usage, and add it to the member's counters."""
+    body, cost = usage_priced(model=model, usage=usage)
+    call = PassthroughCall.objects.create(
+        tenant=tenant,
+        created_by=user,
+        kind=kind,
+        model=model,
+        input_tokens=body["input_tokens"],
+        output_tokens=body["output_tokens"],
+        cost=cost,
+    )
+    limits = _model_limits(tenant=tenant, user=user, model=model)
+    if limits:
+        # A counter made now starts from what the window used before, this call included: add it only to the
+        # counters that existed already.
+        now = timezone.now()
+        present = set(UsageCounter.objects.filter(limit__in=limits, user=user).values_list("limit_id", "window_start"))
+        fresh = {limit.pk for limit in limits if (limit.pk, window(limit.period, now)[0]) not in present}
+        for limit, counter in _locked_counters(limits, user, now):
+            if limit.pk in fresh:
+                continue
+            counter.used += (
+                Decimal(call.input_tokens + call.output_tokens) if limit.unit == LimitUnit.TOKENS else call.cost
+            )
+            counter.save(update_fields=["used"])
+    return call
 
 
 def limit_states(*, tenant: Tenant, user: User) -> list[LimitState]:
@@ -392,25 +459,74 @@ _SUMS = {
 }
 
 
-def usage_report(
-    *, jobs: QuerySet[Job], start: datetime, end: datetime, interval: str, group_by: str | None
-) -> dict[str, Any]:
-    """Totals, per-group totals and a time series of ``jobs`` created in [start, end), in SQL.
+_CALL_SUMS = {
+    "input_tokens": Sum("input_tokens"),
+    "output_tokens": Sum("output_tokens"),
+    "cost": Sum("cost"),
+}
+# A passthrough call's group under group_by=agent: it has no agent (agent slugs are never empty).
+_NO_AGENT = {"agent__slug": "", "agent__name": "passthrough"}
 
-    ``jobs`` is already narrowed to what the caller may see. Periods are truncated in UTC (Django's Trunc, on
-    SQLite and PostgreSQL alike); only periods with jobs are listed.
+
+def _call_rows(calls: QuerySet[PassthroughCall], fields: list[str], *, period: Any = None) -> list[dict[str, Any]]:
+    """The passthrough calls' sums as rows shaped like the jobs' (``jobs`` 0: they are not jobs)."""
+    own = [name for name in fields if name not in _NO_AGENT]
+    if period is not None:
+        calls = calls.annotate(period=period)
+        own = ["period", *own]
+    rows = calls.values(*own).annotate(**_CALL_SUMS).order_by(*own) if own else [calls.aggregate(**_CALL_SUMS)]
+    rows = [row for row in rows if row["input_tokens"] is not None]  # an aggregate over no calls
+    return [{**{k: v for k, v in _NO_AGENT.items() if k in fields}, **row, "jobs": 0} for row in rows]
+
+
+def _merged(rows: list[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, Any]]:
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        into = merged.setdefault(tuple(row[name] for name in key), {**row, "jobs": 0, **dict.fromkeys(_CALL_SUMS, 0)})
+        for name in ("jobs", *_CALL_SUMS):
+            into[name] = (into[name] or 0) + (row[name] or 0)
+    return list(merged.values())
+
+
+def _sortable(value: Any) -> tuple[bool, Any]:
+    # As SQL orders (the jobs' order before calls joined them): by value, empty (NULL) last.
+    return (value is None, value if value is not None else 0)
+
+
+def usage_report(
+    *,
+    jobs: QuerySet[Job],
+    start: datetime,
+    end: datetime,
+    interval: str,
+    group_by: str | None,
+    calls: QuerySet[PassthroughCall] | None = None,
+) -> dict[str, Any]:
+    """Totals, per-group totals and a time series of ``jobs`` (and passthrough ``calls``) created in [start, end),
+    in SQL.
+
+    ``jobs`` and ``calls`` are already narrowed to what the caller may see. Periods are truncated in UTC (Django's
+    Trunc, on SQLite and PostgreSQL alike); only periods with usage are listed. Calls add tokens and cost, not jobs.
     """
     jobs = jobs.filter(created_at__gte=start, created_at__lt=end).order_by()
-    totals = _totals(jobs.aggregate(**_SUMS))
+    calls = (calls if calls is not None else PassthroughCall.objects.none()).filter(
+        created_at__gte=start, created_at__lt=end
+    )
     fields = list(dict.fromkeys(GROUPS[group_by])) if group_by else []
+    totals = _totals(_merged([jobs.aggregate(**_SUMS), *_call_rows(calls, [])], ())[0])
     groups = []
     if group_by:
         key_field, label_field = GROUPS[group_by]
-        for row in jobs.values(*fields).annotate(**_SUMS).order_by("-cost", key_field):
+        rows = _merged([*jobs.values(*fields).annotate(**_SUMS), *_call_rows(calls, fields)], (key_field,))
+        rows.sort(key=lambda row: (-Decimal(row["cost"] or 0), *_sortable(row[key_field])))
+        for row in rows:
             groups.append({"key": str(row[key_field]), "label": str(row[label_field] or ""), **_totals(row)})
     series = []
     period = Trunc("created_at", interval, tzinfo=UTC)
-    for row in jobs.annotate(period=period).values("period", *fields).annotate(**_SUMS).order_by("period", *fields):
+    by_period = jobs.annotate(period=period).values("period", *fields).annotate(**_SUMS)
+    rows = _merged([*by_period, *_call_rows(calls, fields, period=period)], ("period", *fields))
+    rows.sort(key=lambda row: (row["period"], *(part for name in fields for part in _sortable(row[name]))))
+    for row in rows:
         point: dict[str, Any] = {"period": row["period"].astimezone(UTC).isoformat().replace("+00:00", "Z")}
         if group_by:
             point["key"] = str(row[GROUPS[group_by][0]])

@@ -2,7 +2,7 @@
 
 PostgreSQL: pgvector cosine distance, through an HNSW expression index per dimension (``knowledge.operations``)
 with iterative scans so filters do not starve the top-k; full text through the generated ``search_vector``
-column and its GIN index, ranked with ``ts_rank_cd``.
+column and its GIN index, ranked with BM25 computed in SQL (see ``_POSTGRES_BM25``).
 
 SQLite (embedded): exact cosine search in-process with NumPy over a per-collection matrix cached in memory and
 reloaded when the collection's ``index_version`` moves; full text through FTS5 (BM25), kept in step with the
@@ -86,10 +86,41 @@ def _collection_params(collections: Sequence[Collection]) -> tuple[str, list[Any
     return marks, values
 
 
+# BM25 on PostgreSQL, with the usual parameters (those of SQLite FTS5's bm25() and Lucene), so both databases rank
+# keyword hits alike. ts_rank_cd, used before, has no inverse document frequency: in an OR query a common word
+# counts as much as a rare one, and on BEIR SciFact it scored nDCG@10 0.32 where BM25 scores 0.67-0.69.
+# Term frequencies are the lexeme's positions in the chunk's search_vector; document frequencies are counted over
+# the matching chunks (every chunk holding a query lexeme matches the OR query), within the collections and the
+# document filter; lengths are token counts, so only their ratio to the average matters.
+BM25_K1 = 1.2
+BM25_B = 0.75
+_POSTGRES_BM25 = (
+    # Only placeholders and Django-compiled SQL are interpolated into it (format: marks, doc_sql).
+    "WITH matched AS ("
+    " SELECT c.id, c.token_count AS dl, c.search_vector AS v"
+    " FROM knowledge_chunk c WHERE c.search_vector @@ to_tsquery('english', %s)"
+    " AND c.collection_id IN ({marks}){doc_sql}),"
+    " wanted AS (SELECT tsvector_to_array(to_tsvector('english', %s)) AS lexemes),"
+    " occurrences AS ("
+    " SELECT m.id, m.dl, u.lexeme, coalesce(array_length(u.positions, 1), 1)::float8 AS tf"
+    " FROM matched m CROSS JOIN wanted w CROSS JOIN LATERAL unnest(m.v) u WHERE u.lexeme = ANY(w.lexemes)),"
+    " frequencies AS (SELECT lexeme, count(*)::float8 AS df FROM occurrences GROUP BY lexeme),"
+    " corpus AS ("
+    " SELECT count(*)::float8 AS n, greatest(coalesce(avg(c.token_count), 1), 1)::float8 AS avgdl"
+    " FROM knowledge_chunk c WHERE c.collection_id IN ({marks}){doc_sql})"
+    " SELECT o.id, sum("
+    " ln(1 + (corpus.n - f.df + 0.5) / (f.df + 0.5))"
+    " * o.tf * (%s + 1) / (o.tf + %s * (1 - %s + %s * o.dl / corpus.avgdl))"
+    " ) AS score"
+    " FROM occurrences o JOIN frequencies f USING (lexeme) CROSS JOIN corpus"
+    " GROUP BY o.id ORDER BY score DESC, o.id LIMIT %s"
+)
+
+
 def keyword_search(
     *, collections: Sequence[Collection], query: str, limit: int, documents: QuerySet[Document] | None = None
 ) -> list[Scored]:
-    """Chunks matching any of the query's words, best first (BM25 on SQLite, ts_rank_cd on PostgreSQL)."""
+    """Chunks matching any of the query's words, best first, ranked by BM25 (FTS5 on SQLite, SQL on PostgreSQL)."""
     terms = query_terms(query)
     if not terms or not collections:
         return []
@@ -98,13 +129,20 @@ def keyword_search(
     if _postgres():
         tsquery = " | ".join(f"'{term}'" for term in terms)
         # Only placeholders and Django-compiled SQL are interpolated; the terms are \w+ words, passed as a parameter.
-        sql = (
-            "SELECT c.id, ts_rank_cd(c.search_vector, q) AS score "  # noqa: S608
-            "FROM knowledge_chunk c, to_tsquery('english', %s) q "
-            f"WHERE c.search_vector @@ q AND c.collection_id IN ({marks}){doc_sql} "
-            "ORDER BY score DESC, c.id LIMIT %s"
-        )
-        params: list[Any] = [tsquery, *collection_ids, *doc_params, limit]
+        sql = _POSTGRES_BM25.format(marks=marks, doc_sql=doc_sql)
+        params: list[Any] = [
+            tsquery,
+            *collection_ids,
+            *doc_params,
+            " ".join(terms),
+            *collection_ids,
+            *doc_params,
+            BM25_K1,
+            BM25_K1,
+            BM25_B,
+            BM25_B,
+            limit,
+        ]
     else:
         match = " OR ".join(f'"{term}"' for term in terms)
         sql = (

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 import openai
+from openai._legacy_response import HttpxBinaryResponseContent
 
 from agents.providers.base import ChatRequest, Finished, ProviderError, StreamItem, TextDelta, ToolCall, Usage
 
@@ -131,6 +132,37 @@ class OpenAIProvider:
                 }
             )
         return models
+
+    def passthrough(
+        self, path: str, *, body: dict[str, Any], file: tuple[str, bytes, str] | None = None
+    ) -> tuple[bytes, str]:
+        """POST ``body`` (with ``file`` as multipart) to the provider's ``path`` (``/images/generations``,
+        ``/audio/transcriptions``, ``/audio/speech``) and return its answer's bytes and content type, unchanged.
+
+        The SDK's retries and timeouts apply. A provider's 4xx refusal (a bad voice, an unsupported size) is the
+        caller's to fix: ProviderError with status 400 and the provider's words; anything else as for chat.
+        """
+        options: Any = {}  # the SDK's RequestOptions
+        files = None
+        if file is not None:
+            files = [("file", file)]
+            options["headers"] = {"Content-Type": "multipart/form-data"}
+        try:
+            response = self.client.post(
+                path, cast_to=HttpxBinaryResponseContent, body=body, files=files, options=options
+            )
+        except openai.APIStatusError as exc:
+            if 400 <= exc.status_code < 500 and exc.status_code not in (401, 403, 408, 409, 429):
+                raise ProviderError(
+                    f"Model provider {self.name!r} refused the request: {self._status_message(exc)}",
+                    status=400,
+                    type_slug="provider-refused",
+                ) from exc
+            raise self._request_error(exc) from exc
+        except openai.OpenAIError as exc:
+            raise self._request_error(exc) from exc
+        content_type = response.response.headers.get("content-type", "application/octet-stream")
+        return response.content, content_type
 
     def stream(self, request: ChatRequest) -> Iterator[StreamItem]:
         # The runtime owns the shape of the call; an agent's parameters tune the model, they cannot redefine it.

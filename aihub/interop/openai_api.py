@@ -16,6 +16,8 @@
 - ``POST embeddings``: vectors from the bundled local model (``local/all-MiniLM-L6-v2``) or from the embedder
   of a knowledge collection the caller may read (``collection:<slug>``, ``collection:<tenant>/<slug>``), so
   they compare with that collection's chunks; ``float`` or ``base64`` encoding, with usage.
+- ``POST images/generations``, ``audio/transcriptions``, ``audio/speech``: passed through to a provider model
+  that offers them, and accounted; see :mod:`aihub.interop.passthrough`.
 
 Authentication is the API's (bearer API tokens, OAuth2 and SSO tokens); errors are OpenAI's
 ``{"error": {"message", "type", "param", "code"}}``, never problem details, on these routes only.
@@ -38,6 +40,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.urls import path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
@@ -623,10 +626,25 @@ class EmbeddingsView(OpenAIView):
         return Response({"object": "list", "data": data, "model": model, "usage": usage})
 
 
+def _passthrough(name: str) -> Any:
+    """A view of :mod:`aihub.interop.passthrough`, imported on first use (it builds on this module)."""
+
+    @csrf_exempt  # as DRF's own views: bearer tokens, not cookies
+    def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        from aihub.interop import passthrough
+
+        return getattr(passthrough, name)(request, *args, **kwargs)
+
+    return view
+
+
 urlpatterns = [
     path("models", ModelListView.as_view(), name="openai-models"),
     re_path(r"^models/(?P<model>[^?#]+)$", ModelDetailView.as_view(), name="openai-model"),
     path("chat/completions", ChatCompletionsView.as_view(), name="openai-chat-completions"),
     path("embeddings", EmbeddingsView.as_view(), name="openai-embeddings"),
+    path("images/generations", _passthrough("images_view"), name="openai-images"),
+    path("audio/transcriptions", _passthrough("transcriptions_view"), name="openai-transcriptions"),
+    path("audio/speech", _passthrough("speech_view"), name="openai-speech"),
     re_path(r"^.*$", not_found_view),
 ]

@@ -23,7 +23,7 @@ from aihub.api.base import TenantApiView
 from aihub.api.problems import PROBLEM_CONTENT_TYPE
 from aihub.api.schema import ProblemSerializer
 from jobs import usage
-from jobs.models import Job
+from jobs.models import Job, PassthroughCall
 
 USAGE_RESOURCE = "usage"
 DEFAULT_SPAN = timedelta(days=30)
@@ -175,10 +175,13 @@ class UsageView(TenantApiView):
         if scope == "tenant" and not tenant_wide:
             raise PermissionDenied("Seeing the tenant's usage takes aihub.admin.usage; you see your own.")
         jobs = Job.objects.filter(tenant=principal.tenant)
+        calls = PassthroughCall.objects.filter(tenant=principal.tenant)
         if scope == "mine":
             jobs = jobs.filter(created_by=principal.user)
+            calls = calls.filter(created_by=principal.user)
         report = usage.usage_report(
             jobs=jobs,
+            calls=calls,
             start=params["from"],
             end=params["to"],
             interval=params["interval"],

@@ -11,11 +11,14 @@ Streaming answers are Server-Sent Events over chunked transfer encoding, as api.
 delta first, content or tool-call deltas (a call's id and name first, then its arguments in fragments), a chunk
 with the finish reason, a usage chunk with no choices when ``stream_options.include_usage`` asks for one, then
 ``data: [DONE]``. The faults are real too: slow answers, HTTP errors with ``Retry-After``, garbage, and a
-stream whose socket is closed half-way. A request nothing was scripted for gets a 500 that says so.
+stream whose socket is closed half-way. A request nothing was scripted for gets a 500 that says so, except on
+``/v1/images/generations``, ``/v1/audio/transcriptions`` and ``/v1/audio/speech``: they give a fixed answer
+(``MEDIA_ANSWERS``) unless a fault (a status, a slow reply, garbage) is scripted.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import socket
@@ -170,6 +173,41 @@ class OpenAIServer:
         self._thread.join(timeout=5)
 
 
+# --- images and audio: fixed answers (what tests check is that they pass through aihub unchanged) ---------------
+
+IMAGE_BYTES = b"\x89PNG\r\n\x1a\nloopback image"
+SPEECH_BYTES = b"ID3\x04loopback speech"
+IMAGE_USAGE = {"input_tokens": 12, "output_tokens": 34}
+TRANSCRIPTION_USAGE = {"input_tokens": 5, "output_tokens": 3}
+
+
+def _image_answer(body: dict[str, Any], raw: bytes) -> tuple[bytes, str]:
+    count = int(body.get("n") or 1)
+    data = [{"b64_json": base64.b64encode(IMAGE_BYTES).decode(), "revised_prompt": body.get("prompt")}] * count
+    answer = {"created": 1700000000, "data": data, "usage": {**IMAGE_USAGE, "total_tokens": 46}}
+    return json.dumps(answer).encode(), "application/json"
+
+
+def _transcription_answer(body: dict[str, Any], raw: bytes) -> tuple[bytes, str]:
+    # The multipart body is not JSON: the answer says how many bytes the request carried.
+    text = f"loopback heard {len(raw)} bytes"
+    if b'name="response_format"\r\n\r\ntext' in raw:
+        return text.encode(), "text/plain; charset=utf-8"
+    usage = {"type": "tokens", **TRANSCRIPTION_USAGE, "total_tokens": 8}
+    return json.dumps({"text": text, "usage": usage}).encode(), "application/json"
+
+
+def _speech_answer(body: dict[str, Any], raw: bytes) -> tuple[bytes, str]:
+    return SPEECH_BYTES + str(body.get("input", "")).encode(), "audio/mpeg"
+
+
+MEDIA_ANSWERS = {
+    "/v1/images/generations": _image_answer,
+    "/v1/audio/transcriptions": _transcription_answer,
+    "/v1/audio/speech": _speech_answer,
+}
+
+
 def _handler_for(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
     class Handler(_ChatCompletionsHandler):
         loopback = server
@@ -222,6 +260,16 @@ class _ChatCompletionsHandler(BaseHTTPRequestHandler):
                 body=body,
             )
         )
+        media = MEDIA_ANSWERS.get(self.path.rstrip("/"))
+        if media is not None:
+            # Images and audio: a scripted fault when there is one, else the route's fixed answer.
+            fault = self.loopback.next_reply()
+            with contextlib.suppress(OSError):
+                if fault is not None:
+                    self._send(fault, body)
+                else:
+                    self._send_bytes(200, *media(body, raw))
+            return
         if self.path.rstrip("/") != "/v1/chat/completions":
             self._send_status(Status(404, f"No route {self.path}"))
             return

@@ -83,7 +83,7 @@ def test_a_providers_model_list_is_read_grouped_by_type_and_cached(
 
     assert ids(first, "chat") == ["loopback/gpt-test", "offline/aihub-offline-1"]
     assert ids(first, "embedding") == ["local/all-MiniLM-L6-v2", "loopback/text-embedding-test"]
-    assert ids(first, "other") == ["loopback/whisper-test"]
+    assert ids(first, "audio") == ["loopback/whisper-test"]
     gpt = first["models"]["chat"][0]
     assert (gpt["provider"], gpt["name"], gpt["context_length"], gpt["source"]) == (
         "loopback",

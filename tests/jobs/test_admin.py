@@ -10,8 +10,9 @@ from django.test import Client
 from django.urls import reverse
 
 from agents.models import Agent
+from aihub.access.models import Membership
 from jobs import services
-from jobs.models import Artifact, Job, JobStatus
+from jobs.models import Artifact, Job, JobStatus, PassthroughCall
 from tests.factories import UserFactory
 from tests.jobs.helpers import run_now
 
@@ -112,3 +113,22 @@ def test_a_jobs_artifacts_are_listed_read_only_on_its_page(
     assert not inline.has_add_permission
     assert not inline.has_delete_permission
     assert not inline.has_change_permission
+
+
+def test_passthrough_calls_are_listed_read_only(admin_site: Client, membership: Membership) -> None:
+    call = PassthroughCall.objects.create(
+        tenant=membership.tenant,
+        created_by=membership.user,
+        kind=PassthroughCall.Kind.IMAGES,
+        model="images/dall-e-3",
+        input_tokens=12,
+        output_tokens=0,
+    )
+
+    listing = admin_site.get(reverse("admin:jobs_passthroughcall_changelist"), {"q": "dall-e"})
+
+    assert listing.status_code == 200
+    assert "images/dall-e-3" in listing.content.decode()
+    assert admin_site.get(reverse("admin:jobs_passthroughcall_add")).status_code == 403
+    edited = admin_site.post(reverse("admin:jobs_passthroughcall_change", args=[call.pk]), {"model": "other"})
+    assert edited.status_code == 403

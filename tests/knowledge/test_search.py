@@ -48,6 +48,28 @@ def test_keyword_search_finds_exact_identifiers(collection: Collection) -> None:
     assert hits[0].vector_score is None
 
 
+def test_keyword_search_weighs_a_rare_word_above_a_common_one(minilm: Embedder) -> None:
+    # BM25 on both databases: "kinase" is in one document, "protein" in every other one. The document with the rare
+    # word ranks first even against one repeating the common word (a rank without inverse document frequency,
+    # like PostgreSQL's ts_rank_cd, put the repetition first).
+    collection = CollectionFactory.create()
+    texts = {
+        "repeats": "Protein folding, protein structure and protein stability were measured.",
+        "rare": "The kinase was inhibited by the new compound.",
+        **{f"common-{i}": f"Protein sample {i} was stored at four degrees." for i in range(5)},
+    }
+    for title, text in texts.items():
+        document = add_document(collection, text, title=title, filename=f"{title}.txt")
+        assert document_ingest(document_id=document.pk) == "ready"
+
+    hits = search(collections=[collection], query="protein kinase", mode="keyword", top_k=10)
+
+    assert titles(hits)[0] == "rare"
+    assert titles(hits)[1] == "repeats", "among the common word's documents, more occurrences rank higher"
+    assert len(hits) == len(texts)
+    assert all(h.keyword_score is not None and h.keyword_score > 0 for h in hits)
+
+
 def test_hybrid_search_counts_keyword_and_vector_evidence(collection: Collection) -> None:
     # "XK-4471" is only a keyword match; "felines purring" is only a meaning match: hybrid finds both.
     hits = search(collections=[collection], query="XK-4471 felines purring", mode="hybrid", top_k=2)
