@@ -45,7 +45,7 @@ from aihub.access.api.serializers import StrictSerializer
 from aihub.access.api.views import TENANT_PARAMETER
 from aihub.access.principal import WRITE_SCOPE
 from aihub.api.base import TenantScopedViewSet, caller
-from aihub.api.problems import PROBLEM_CONTENT_TYPE
+from aihub.api.problems import PROBLEM_CONTENT_TYPE, service_errors
 from aihub.api.schema import ProblemSerializer
 
 METADATA_MAX_BYTES = 8 * 1024
@@ -132,10 +132,6 @@ def _problems(*codes: int) -> dict[Any, Any]:
     }
 
 
-def _service_errors(exc: DjangoValidationError) -> exceptions.ValidationError:
-    return exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"": exc.messages})
-
-
 class _MemoryViewSet(TenantScopedViewSet):
     serializer_class = MemorySerializer
     model = Memory
@@ -165,7 +161,7 @@ class _MemoryViewSet(TenantScopedViewSet):
             try:
                 memories = memory_search(memories=self.get_queryset(), query=request.query_params["q"])
             except DjangoValidationError as exc:
-                raise _service_errors(exc) from exc
+                raise service_errors(exc) from exc
         page = self.paginate_queryset(memories)  # type: ignore[arg-type]  # a ranked list paginates too
         return self.get_paginated_response(MemorySerializer(page, many=True).data)
 
@@ -182,7 +178,7 @@ class _MemoryViewSet(TenantScopedViewSet):
                 metadata=data.validated_data.get("metadata"),
             )
         except DjangoValidationError as exc:
-            raise _service_errors(exc) from exc
+            raise service_errors(exc) from exc
         return Response(MemorySerializer(memory).data, status=status.HTTP_201_CREATED)
 
     def retrieve(self, request: Request, tenant: str, id: Any) -> Response:
@@ -196,7 +192,7 @@ class _MemoryViewSet(TenantScopedViewSet):
         try:
             memory = memory_update(memory=memory, **data.validated_data)
         except DjangoValidationError as exc:
-            raise _service_errors(exc) from exc
+            raise service_errors(exc) from exc
         return Response(MemorySerializer(memory).data)
 
     def destroy(self, request: Request, tenant: str, id: Any) -> Response:

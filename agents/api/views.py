@@ -29,7 +29,7 @@ from aihub.access.api.views import TENANT_PARAMETER
 from aihub.access.principal import WRITE_SCOPE
 from aihub.access.rules import Level, granted_ids
 from aihub.api.base import TenantApiView, TenantScopedViewSet, caller
-from aihub.api.problems import PROBLEM_CONTENT_TYPE
+from aihub.api.problems import PROBLEM_CONTENT_TYPE, service_errors
 from aihub.api.schema import ProblemSerializer
 from jobs.api import submission
 from jobs.api.serializers import QUEUED_JOB_EXAMPLE, JobSummarySerializer
@@ -59,11 +59,6 @@ def _class_body(agent_class: type[AgentClass]) -> dict[str, Any]:
         "tools": list(agent_class.tool_names()),
         "config_schema": agent_class.config_schema(),
     }
-
-
-def _service_errors(exc: DjangoValidationError) -> exceptions.ValidationError:
-    # Services key errors by field (``config.temperature`` for the class's schema); the problem lists them so.
-    return exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"": exc.messages})
 
 
 # --- Classes ---------------------------------------------------------------------------------------------
@@ -152,7 +147,7 @@ class AgentViewSet(TenantScopedViewSet):
         try:
             agent = services.agent_create(tenant=self.principal.tenant, created_by=caller(request), **fields)
         except DjangoValidationError as exc:
-            raise _service_errors(exc) from exc
+            raise service_errors(exc) from exc
         return Response(s.AgentSerializer(agent).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(parameters=[SLUG_PARAMETER], summary="One agent")
@@ -174,7 +169,7 @@ class AgentViewSet(TenantScopedViewSet):
         try:
             agent = services.agent_update(agent=agent, updated_by=caller(request), **data.validated_data)
         except DjangoValidationError as exc:
-            raise _service_errors(exc) from exc
+            raise service_errors(exc) from exc
         return Response(s.AgentSerializer(agent).data)
 
     @extend_schema(
@@ -363,7 +358,7 @@ class AgentHandoffListView(TenantApiView):
                 required_state_keys=body["required_state_keys"],
             )
         except DjangoValidationError as exc:
-            raise _service_errors(exc) from exc
+            raise service_errors(exc) from exc
         return Response(s.HandoffSerializer(edge).data, status=status.HTTP_201_CREATED)
 
 
@@ -387,7 +382,7 @@ class AgentHandoffDetailView(TenantApiView):
         try:
             edge = services.handoff_update(handoff=edge, **data.validated_data)
         except DjangoValidationError as exc:
-            raise _service_errors(exc) from exc
+            raise service_errors(exc) from exc
         return Response(s.HandoffSerializer(edge).data)
 
     @extend_schema(responses={204: None}, summary="Remove a handoff edge")

@@ -206,3 +206,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         )
     set_rollback(request)
     return Response(body, status=api_exc.status_code, headers=headers, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def service_errors(exc: DjangoValidationError) -> exceptions.ValidationError:
+    """A service's ValidationError as DRF's, keyed by field (``config.temperature`` for a class's schema) so the
+    problem lists them per field; errors without a field go under ``""``."""
+    return exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"": exc.messages})

@@ -26,7 +26,7 @@ from aihub.access.api.views import TENANT_PARAMETER
 from aihub.access.principal import WRITE_SCOPE
 from aihub.access.rules import Level, granted_ids
 from aihub.api.base import TenantApiView, TenantScopedViewSet
-from aihub.api.problems import PROBLEM_CONTENT_TYPE, PayloadTooLarge
+from aihub.api.problems import PROBLEM_CONTENT_TYPE, PayloadTooLarge, service_errors
 from aihub.api.schema import ProblemSerializer
 from knowledge import selectors, services
 from knowledge.api import serializers as s
@@ -48,10 +48,6 @@ class UnsupportedMediaType(exceptions.APIException):
 
 def _problem(status_code: int, description: str) -> dict[tuple[int, str], OpenApiResponse]:
     return {(status_code, PROBLEM_CONTENT_TYPE): OpenApiResponse(ProblemSerializer, description=description)}
-
-
-def _service_errors(exc: DjangoValidationError) -> exceptions.ValidationError:
-    return exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"": exc.messages})
 
 
 def _search_errors(exc: SearchError) -> exceptions.ValidationError:
@@ -101,7 +97,7 @@ class CollectionViewSet(TenantScopedViewSet):
         try:
             collection = services.collection_create(tenant=self.principal.tenant, **fields)
         except DjangoValidationError as exc:
-            raise _service_errors(exc) from exc
+            raise service_errors(exc) from exc
         return Response(s.CollectionSerializer(collection).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(parameters=[SLUG_PARAMETER], summary="One collection")
@@ -215,7 +211,7 @@ class DocumentViewSet(TenantScopedViewSet):
         except services.UnsupportedDocument as exc:
             raise UnsupportedMediaType(str(exc)) from exc
         except DjangoValidationError as exc:
-            raise _service_errors(exc) from exc
+            raise service_errors(exc) from exc
         body_out = s.DocumentSubmittedSerializer(submitted.document, context={"outcome": submitted.outcome}).data
         code = status.HTTP_200_OK if submitted.outcome == "unchanged" else status.HTTP_201_CREATED
         return Response(body_out, status=code)
@@ -237,7 +233,7 @@ class DocumentViewSet(TenantScopedViewSet):
         try:
             document = services.document_update(document=self._document(document_id), **data.validated_data)
         except DjangoValidationError as exc:
-            raise _service_errors(exc) from exc
+            raise service_errors(exc) from exc
         return Response(s.DocumentSerializer(document).data)
 
     @extend_schema(
