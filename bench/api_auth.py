@@ -20,31 +20,19 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import configure_django
+
 WARM_UP = 50
 
 
 def configure_environment(var_dir: Path) -> None:
     """Production-like settings on a private SQLite file; must run before Django is set up."""
     # The default throttle rates: a round stays under them because the counters are cleared before each round.
-    for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "AIHUB_THROTTLE_TOKEN", "AIHUB_THROTTLE_IP"):
+    # DEBUG off (configure_django): with it on Django keeps every SQL query in memory, which production does not pay.
+    for name in ("AIHUB_THROTTLE_TOKEN", "AIHUB_THROTTLE_IP"):
         os.environ.pop(name, None)
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "aihub.settings",
-            "AIHUB_VAR_DIR": str(var_dir),
-            "SQLITE_PATH": str(var_dir / "bench.sqlite3"),
-            # DEBUG off: with it on Django keeps every SQL query in memory, which is not what production pays.
-            "DJANGO_DEBUG": "false",
-            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-            "DJANGO_ALLOWED_HOSTS": "testserver",
-            "AIHUB_LOG_LEVEL": "WARNING",
-            "DJANGO_STATIC_ROOT": str(var_dir / "static"),
-        }
-    )
-    # WhiteNoise warns on every start when the static folder is missing.
-    (var_dir / "static").mkdir()
-    sys.path.insert(0, str(REPO_ROOT))
+    configure_django(var_dir)
 
 
 def disable_throttles() -> None:

@@ -24,20 +24,13 @@ import sys
 import time
 from pathlib import Path
 
-import psycopg
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import DEFAULT_POSTGRES, REPO_ROOT, percentile, recreate_database
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-# PostgreSQL with pgvector (knowledge needs it): by default the bundled one `make test` starts
-# (`python scripts/pgserver.py start var/pgserver 54329`).
-SERVER = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:54329")
+SERVER = DEFAULT_POSTGRES  # with pgvector, which the knowledge app's migrations need
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 DATABASE = "aihub_bench"
 DONE_KEY = "bench:noop:done"
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def environment() -> dict[str, str]:
@@ -140,9 +133,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
 
-    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DATABASE}"')
+    recreate_database(SERVER, DATABASE)
     env = environment()
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=REPO_ROOT, env=env, check=True)
     os.environ.update(env)
@@ -166,8 +157,7 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
-        with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+        recreate_database(SERVER, DATABASE, drop_only=True)
 
     print(
         f"{args.jobs} each, {args.workers} workers (threads pool, concurrency 1), PostgreSQL + Redis, "

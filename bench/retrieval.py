@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import secrets
 import statistics
 import sys
 import tempfile
@@ -36,45 +34,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import REPO_ROOT, configure_django, percentile, recreate_database
+
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "scifact"
 BENCH_DATABASE = "aihub_bench_retrieval"
-
-
-def configure(var_dir: Path, postgres: str | None) -> None:
-    for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"):
-        os.environ.pop(name, None)
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "aihub.settings",
-            "AIHUB_VAR_DIR": str(var_dir),
-            "SQLITE_PATH": str(var_dir / "bench.sqlite3"),
-            "DJANGO_MEDIA_ROOT": str(var_dir / "media"),
-            "DJANGO_DEBUG": "false",
-            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-            "DJANGO_ALLOWED_HOSTS": "testserver",
-            "AIHUB_LOG_LEVEL": "WARNING",
-            "DJANGO_STATIC_ROOT": str(var_dir / "static"),
-        }
-    )
-    if postgres:
-        os.environ["DATABASE_URL"] = f"{postgres.rstrip('/')}/{BENCH_DATABASE}"
-    (var_dir / "static").mkdir(exist_ok=True)
-    sys.path.insert(0, str(REPO_ROOT))
-
-
-def recreate_postgres_database(server: str, *, drop_only: bool = False) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{server.rstrip('/')}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE}")
-        if not drop_only:
-            conn.execute(f"CREATE DATABASE {BENCH_DATABASE}")
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def load(data: Path, limit: int | None) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, set[str]]]:
@@ -264,11 +228,13 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="aihub-bench-retrieval-") as folder:
         var_dir = Path(folder)
-        configure(var_dir, args.postgres)
+        configure_django(
+            var_dir, database_url=f"{args.postgres.rstrip('/')}/{BENCH_DATABASE}" if args.postgres else None
+        )
         if args.reuse and not args.postgres:
             parser.error("--reuse needs --postgres")
         if args.postgres and not args.reuse:
-            recreate_postgres_database(args.postgres)
+            recreate_database(args.postgres, BENCH_DATABASE)
         try:
             import django
 
@@ -333,7 +299,7 @@ def main() -> int:
                 if args.keep:
                     print(f"kept the database {BENCH_DATABASE}")
                 else:
-                    recreate_postgres_database(args.postgres, drop_only=True)
+                    recreate_database(args.postgres, BENCH_DATABASE, drop_only=True)
     return 0
 
 

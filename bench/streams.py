@@ -45,19 +45,14 @@ from urllib.parse import urlsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-# PostgreSQL with pgvector (knowledge needs it): by default the bundled one `make test` starts
-# (`python scripts/pgserver.py start var/pgserver 54329`).
-SERVER = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:54329")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import DEFAULT_POSTGRES, REPO_ROOT, percentile, recreate_database
+
+SERVER = DEFAULT_POSTGRES  # with pgvector, which the knowledge app's migrations need
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 DATABASE = "aihub_bench_streams"
 CHUNK_DELAY = 0.005  # the echo agent's pause per word: 200 events a second into the thread
 FINAL = {"job.succeeded", "job.failed", "job.cancelled", "job.expired"}
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def reachable(url: str, default_port: int) -> bool:
@@ -440,12 +435,9 @@ def run_embedded(clients: int, sse_clients: int, words: int) -> None:
 
 
 def run_scaled_out(clients: int, sse_clients: int, words: int) -> None:
-    import psycopg
     from channels_redis.core import RedisChannelLayer
 
-    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DATABASE}"')
+    recreate_database(SERVER, DATABASE)
     try:
         with tempfile.TemporaryDirectory(prefix="aihub-bench-streams-") as var_dir:
             env = base_env(var_dir) | {
@@ -462,8 +454,7 @@ def run_scaled_out(clients: int, sse_clients: int, words: int) -> None:
         name = "scaled out (PostgreSQL, channels-redis, a celery worker)"
         report(name, clients, sse_clients, aihub, baseline, "channels-redis", raw_redis)
     finally:
-        with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+        recreate_database(SERVER, DATABASE, drop_only=True)
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ from aihub.access.models import Membership
 from tests.factories import ApiTokenFactory, IssuedApiToken, MembershipFactory, TenantFactory, UserFactory
 from tests.helpers import bearer
 
-# Real daphne servers (embedded and scaled out) and a headless browser as fixtures for any test module.
-pytest_plugins = ["tests.servers", "tests.browser", "tests.file_server"]
+# Real daphne servers (embedded and scaled out), celery workers and a headless browser as fixtures for any test module.
+pytest_plugins = ["tests.servers", "tests.browser", "tests.file_server", "tests.workers"]
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 

@@ -35,6 +35,17 @@ def make_pdf(*pages: str) -> bytes:
     return bytes(out)
 
 
+def make_encrypted_pdf(text: str, *, user_password: str) -> bytes:
+    """A one-page PDF encrypted with AES-128; an empty user password opens it without asking."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(make_pdf(text))))
+    writer.encrypt(user_password=user_password, owner_password="owner", algorithm="AES-128")
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
 def make_docx() -> bytes:
     document = docx.Document()
     document.add_heading("Handbook", level=1)

@@ -7,11 +7,10 @@ import json
 import zipfile
 
 import pytest
-from pypdf import PdfReader, PdfWriter
 
 from aihub import extraction
 from aihub.extraction import ExtractionError, extract_text, sniff_media_type
-from tests.sample_files import make_docx, make_pdf, png
+from tests.sample_files import make_docx, make_encrypted_pdf, make_pdf, png
 
 
 def assert_sections_point_into_the_text(extracted: extraction.Extracted) -> None:
@@ -134,21 +133,13 @@ def test_pdf_text_comes_with_its_page_numbers() -> None:
 
 
 def test_an_encrypted_pdf_is_refused_clearly() -> None:
-    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(make_pdf("Secret"))))
-    writer.encrypt(user_password="open sesame", owner_password="owner", algorithm="AES-128")
-    buffer = io.BytesIO()
-    writer.write(buffer)
     with pytest.raises(ExtractionError, match="encrypted") as caught:
-        extract_text(buffer.getvalue(), "application/pdf")
+        extract_text(make_encrypted_pdf("Secret", user_password="open sesame"), "application/pdf")
     assert caught.value.code == "encrypted"
 
 
 def test_a_pdf_with_an_empty_user_password_opens() -> None:
-    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(make_pdf("Readable"))))
-    writer.encrypt(user_password="", owner_password="owner", algorithm="AES-128")
-    buffer = io.BytesIO()
-    writer.write(buffer)
-    assert extract_text(buffer.getvalue(), "application/pdf").text == "Readable"
+    assert extract_text(make_encrypted_pdf("Readable", user_password=""), "application/pdf").text == "Readable"
 
 
 def test_a_damaged_pdf_is_an_extraction_error_not_a_crash() -> None:

@@ -6,136 +6,25 @@ the Redis broker, and these tests commit for real (``transaction=True``).
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
 
 import pytest
-from django.conf import settings
-from django.db import connection
 
 from aihub.access.models import Membership
 from jobs import services
 from jobs.models import FINAL_STATUSES, Job, JobStatus
 from jobs.tasks import janitor
 from tests.agents.factories import AgentFactory
-from tests.conftest import require_service
 from tests.helpers import ClientAs
-from tests.jobs.helpers import assert_gap_free, assistant_messages, drain_sent_jobs, event_types
+from tests.jobs.helpers import assert_gap_free, assistant_messages, event_types
+from tests.workers import Worker, wait_for
 from threads.models import Event
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-WORKER_READY_SECONDS = 30
-
 # Small, so that a worker's heartbeat goes stale a moment after it is killed.
 FAST_JANITOR_ENV = {"JOBS_HEARTBEAT_SECONDS": "0.2", "JOBS_STALE_AFTER_SECONDS": "1"}
-
-
-def _database_url() -> str:
-    db = connection.settings_dict  # NAME is the test database here
-    credentials = quote(db["USER"] or "")
-    if db["PASSWORD"]:
-        credentials += ":" + quote(db["PASSWORD"])
-    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-@pytest.fixture
-def services_run() -> None:
-    """PostgreSQL and a Redis broker, or a clear skip."""
-    if connection.vendor != "postgresql":
-        pytest.skip(
-            "needs PostgreSQL and Redis: a separate worker process cannot share the embedded run's in-memory "
-            "broker or its in-memory SQLite test database"
-        )
-    broker = str(settings.CELERY_BROKER_URL)
-    if broker.startswith("memory://"):
-        pytest.skip("needs a Redis broker: a separate worker process cannot share the in-memory broker")
-    require_service("Redis", broker)
-
-
-class Worker:
-    def __init__(self, process: subprocess.Popen[bytes], log: Path, name: str) -> None:
-        self.process = process
-        self.log = log
-        self.name = name
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def kill(self) -> None:
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        # Cold shutdown: the test's jobs have ended, and a warm one would first wait out the broker poll.
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGQUIT)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-@pytest.fixture
-def start_worker(services_run: None, transactional_db: None, tmp_path: Path) -> Iterator[Callable[..., Worker]]:
-    """``start_worker(env={...})``: a `celery -A aihub worker` on the test database, ready to take tasks.
-
-    Stopped before the test database is flushed (this fixture depends on it), so no worker holds a lock then.
-    """
-    drain_sent_jobs()  # messages that earlier tests sent to the broker are not this test's
-    started: list[Worker] = []
-
-    def start(env: dict[str, str] | None = None) -> Worker:
-        name = f"e2e{len(started) + 1}-{os.getpid()}@localhost"
-        log = tmp_path / f"worker-{len(started) + 1}.log"
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "celery", "-A", "aihub", "worker"),
-                *("--pool", "threads", "--concurrency", "1", "-Q", "celery", "--loglevel", "info"),
-                *("--without-mingle", "--without-gossip", "--hostname", name),
-            ],
-            cwd=PROJECT_DIR,
-            env={
-                **os.environ,
-                "DATABASE_URL": _database_url(),
-                "REDIS_URL": str(settings.REDIS_URL or settings.CELERY_BROKER_URL),
-                "CELERY_BROKER_URL": str(settings.CELERY_BROKER_URL),
-                "CELERY_EMBEDDED_WORKER": "false",
-                **(env or {}),
-            },
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        worker = Worker(process, log, name)
-        started.append(worker)
-        deadline = time.monotonic() + WORKER_READY_SECONDS
-        while " ready." not in worker.output():
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the worker did not start:\n{worker.output()}")
-            time.sleep(0.05)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
-    drain_sent_jobs()
-
-
-def wait_for(condition: Callable[[], Any], *, timeout: float = 20, what: str = "the condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def wait_until_final(job: Job, worker: Worker, timeout: float = 20) -> Job:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from knowledge.embedders import Embedder
 from knowledge.models import Chunk, Collection, Document
 from tests.factories import TenantFactory
 from tests.knowledge.factories import CollectionFactory
+from tests.workers import Worker, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -82,6 +85,49 @@ def test_failures_are_reported_and_make_the_exit_status_non_zero(tenant: Tenant,
     assert Document.objects.filter(status="ready").count() == 2
 
 
+def test_an_unreadable_file_is_an_error_line_and_the_others_are_ingested(
+    tenant: Tenant, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    CollectionFactory.create(tenant=tenant, slug="fruit")
+    locked = folder / "a.txt"
+    locked.chmod(0)
+    # The test may run as root, whom file modes do not stop; the OS's refusal is then what it would have said.
+    read_bytes = Path.read_bytes
+
+    def refused_for_the_locked_file(self: Path) -> bytes:
+        if self == locked.resolve():
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", refused_for_the_locked_file)
+    output, code = ingest("fruit", str(folder))
+    assert code == 1
+    assert f"error: {locked}: cannot read it (Permission denied)" in output
+    assert "added 1, unchanged 0, replaced 0, failed 1" in output
+    assert list(Document.objects.values_list("title", flat=True)) == ["b.md"]
+
+
+def test_a_link_out_of_the_named_folder_is_reported_and_not_followed(
+    tenant: Tenant, folder: Path, tmp_path: Path
+) -> None:
+    CollectionFactory.create(tenant=tenant, slug="fruit")
+    secret = tmp_path / "outside" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("Not for the knowledge base.")
+    (folder / "sub" / "innocent.txt").symlink_to(secret)
+    (folder / "sub" / "alias.txt").symlink_to(folder / "a.txt")  # a link within the folder is fine
+
+    output, code = ingest("fruit", str(folder), "-r")
+    assert code == 1
+    assert f"{folder / 'sub' / 'innocent.txt'}: a link that leads outside {folder}; not followed" in output
+    assert "added 3, unchanged 0, replaced 0, failed 1" in output
+    assert not Chunk.objects.filter(text__contains="knowledge base").exists()
+
+    # Named directly, the same file is read: the operator asked for it.
+    output, code = ingest("fruit", str(folder / "sub" / "innocent.txt"))
+    assert code == 0 and "added 1," in output
+
+
 def test_an_unknown_collection_or_tenant_is_an_error_line(tenant: Tenant, folder: Path) -> None:
     with pytest.raises(CommandError, match="No collection 'nope'"):
         call_command("ingest", "nope", str(folder), stdout=io.StringIO())
@@ -120,3 +166,25 @@ def test_reembed_changes_chunking_and_reingests_everything(tenant: Tenant, folde
     assert "3 ready, 0 failed" in out.getvalue()
     with pytest.raises(CommandError, match="chunk_size"):
         call_command("reembed", "fruit", "--chunk-size", "5000", stdout=io.StringIO())
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_async_queues_the_files_and_a_worker_ingests_them(
+    tenant: Tenant, folder: Path, settings: Any, start_worker: Callable[..., Worker]
+) -> None:
+    worker = start_worker(env={"DJANGO_MEDIA_ROOT": str(settings.MEDIA_ROOT)})
+    output, code = ingest("fruit", str(folder), "--tenant", "acme", "--create", "-r", "--async")
+    assert code == 0, output
+    assert "added 3, unchanged 0, replaced 0, failed 0; queued in" in output
+
+    def all_ready() -> bool:
+        statuses = set(Document.objects.values_list("status", flat=True))
+        return statuses == {Document.Status.READY} or Document.Status.FAILED in statuses
+
+    try:
+        wait_for(all_ready, timeout=60, what="the worker to ingest the documents")
+    except AssertionError:
+        pytest.fail(f"not ingested; worker log:\n{worker.output()}")
+    assert set(Document.objects.values_list("status", flat=True)) == {Document.Status.READY}
+    assert Chunk.objects.filter(text__contains="Bananas are yellow.").exists()

@@ -12,7 +12,9 @@ from knowledge import services
 from knowledge.embedders import Embedder
 from knowledge.models import Chunk, Collection, Document
 from knowledge.pipeline import document_claim, document_ingest
+from knowledge.search import search
 from tests.knowledge.factories import CollectionFactory, add_document
+from tests.sample_files import make_encrypted_pdf, make_pdf
 
 pytestmark = pytest.mark.django_db
 
@@ -31,35 +33,6 @@ def _docx(heading: str, paragraph: str) -> bytes:
     buffer = io.BytesIO()
     document.save(buffer)
     return buffer.getvalue()
-
-
-def _pdf(pages: list[str]) -> bytes:
-    """A small valid PDF with one line of text per page."""
-    objects: list[bytes] = []
-    kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(len(pages)))
-    objects.append(b"<< /Type /Catalog /Pages 2 0 R >>")
-    objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>".encode())
-    font = 3 + 2 * len(pages)
-    for i, text in enumerate(pages):
-        stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
-        objects.append(
-            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {4 + 2 * i} 0 R "
-            f"/Resources << /Font << /F1 {font} 0 R >> >> >>".encode()
-        )
-        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
-    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(f"{number} 0 obj\n".encode() + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
-    for offset in offsets:
-        out.write(f"{offset:010d} 00000 n \n".encode())
-    out.write(f"trailer << /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode())
-    return out.getvalue()
 
 
 SAMPLES: dict[str, tuple[bytes, str, str]] = {
@@ -93,7 +66,7 @@ def test_every_text_format_is_ingested_into_chunks(collection: Collection, filen
 
 
 def test_pdf_chunks_cite_their_page(collection: Collection) -> None:
-    content = _pdf(["Glaciers retreat every summer.", "Deserts expand slowly."])
+    content = make_pdf("Glaciers retreat every summer.", "Deserts expand slowly.")
     document = services.document_submit(
         collection=collection, content=content, filename="x.pdf", enqueue=False
     ).document
@@ -112,6 +85,32 @@ def test_docx_chunks_carry_their_heading_path(collection: Collection) -> None:
     chunk = Chunk.objects.get(document=document)
     assert chunk.heading_path == ["Safety"]
     assert "gloves" in chunk.text
+
+
+OTHER_LANGUAGES = {
+    "fr.txt": ("Les élèves étudient la photosynthèse à l'école.", "photosynthèse"),
+    "de.txt": ("Die Straßenbahn fährt über die Brücke nach Zürich.", "straßenbahn"),
+    "ru.txt": ("Ледокол прокладывает путь через замёрзшее море.", "ледокол"),
+    "el.txt": ("Η Ακρόπολη βρίσκεται στην Αθήνα.", "ακρόπολη"),  # noqa: RUF001 - Greek, on purpose
+    "zh.txt": ("熊猫 吃 竹子。 北京 是 首都。", "熊猫"),
+}
+
+
+def test_documents_in_other_languages_are_chunked_with_true_offsets_and_found_by_their_words(
+    collection: Collection,
+) -> None:
+    for filename, (text, _) in OTHER_LANGUAGES.items():
+        document = add_document(collection, text, filename=filename, title=filename)
+        assert document_ingest(document_id=document.pk) == "ready"
+    for filename, (text, word) in OTHER_LANGUAGES.items():
+        chunk = Chunk.objects.get(document__title=filename)
+        assert chunk.text == text
+        assert text[chunk.start : chunk.end] == chunk.text  # characters, not UTF-8 bytes
+        assert chunk.token_count > 0
+        # Words are told apart by Unicode, not ASCII; written without spaces (Chinese, Japanese), a word is only
+        # found where the text separates it (the README says so).
+        hits = search(collections=[collection], query=word, mode="keyword", top_k=3)
+        assert [hit.document_title for hit in hits] == [filename], word
 
 
 def test_the_same_bytes_are_not_ingested_twice(collection: Collection) -> None:
@@ -163,7 +162,9 @@ def test_a_result_for_bytes_the_document_no_longer_has_is_discarded(collection: 
     [
         (b"   \n\n  ", "empty.txt", "no text"),
         (b"%PDF-1.4\nthis is not really a pdf", "broken.pdf", ""),
+        (make_encrypted_pdf("Payroll", user_password="s3cret"), "locked.pdf", "encrypted with a password"),
     ],
+    ids=["empty", "corrupt-pdf", "encrypted-pdf"],
 )
 def test_a_bad_document_fails_with_a_reason_and_the_others_are_untouched(
     collection: Collection, content: bytes, filename: str, reason: str

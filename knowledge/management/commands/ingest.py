@@ -47,10 +47,17 @@ def expand_paths(paths: list[str], *, recursive: bool) -> tuple[list[Path], list
         for path in matches:
             if path.is_dir():
                 pattern = "**/*" if recursive else "*"
+                root = path.resolve()
                 for found in sorted(path.glob(pattern)):
                     hidden = any(part.startswith(".") for part in found.relative_to(path).parts)
-                    if found.is_file() and not hidden:
-                        files[found.resolve()] = None
+                    if hidden or not found.is_file():
+                        continue
+                    # A link inside the folder may lead anywhere (/etc, another user's home); naming a folder
+                    # means what lies in it, so such files are reported, not read. Named directly, they are read.
+                    if not found.resolve().is_relative_to(root):
+                        errors.append(f"{found}: a link that leads outside {raw}; not followed (name it directly)")
+                        continue
+                    files[found.resolve()] = None
             elif path.is_file():
                 files[path.resolve()] = None
             elif not path.exists():
