@@ -72,6 +72,9 @@ INSTALLED_APPS = [
     "agents",
     "jobs",
     "knowledge",
+    # Last, as its documentation asks: stored files leave storage when their row is deleted or replaced, after
+    # the commit, however the row goes (a service, a cascade from a thread or a tenant, the admin).
+    "django_cleanup.apps.CleanupConfig",
 ]
 
 MIDDLEWARE = [

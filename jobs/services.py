@@ -633,7 +633,6 @@ def artifact_publish(
             artifact = Artifact.objects.select_for_update().filter(job=job, name=name).first()
             if artifact is None:
                 artifact = Artifact(job=job, tenant=job.tenant, name=name)
-            old_file = artifact.file.name if artifact.file else ""
             artifact.kind, artifact.data, artifact.media_type = kind, data or {}, media_type
             if content is not None:
                 artifact.file.save("content", ContentFile(content), save=False)
@@ -650,8 +649,6 @@ def artifact_publish(
                     )
                 ],
             )
-            if old_file:
-                transaction.on_commit(partial(artifact.file.storage.delete, old_file))
     except BaseException:
         # Files are not transactional: one saved for a write that did not happen is removed again.
         if new_file:

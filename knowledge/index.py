@@ -6,7 +6,8 @@ column and its GIN index, ranked with BM25 computed in SQL (see ``_POSTGRES_BM25
 
 SQLite (embedded): exact cosine search in-process with NumPy over a per-collection matrix cached in memory and
 reloaded when the collection's ``index_version`` moves; full text through FTS5 (BM25), kept in step with the
-chunks by :func:`chunks_added` and :func:`chunks_removed`, which the services call in the same transaction.
+chunks by triggers (``knowledge.operations``), so a chunk deleted by any path, a tenant's cascade included,
+leaves the full-text index in the same statement.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,28 +33,6 @@ MAX_QUERY_TERMS = 64
 
 def _postgres() -> bool:
     return bool(connection.vendor == "postgresql")
-
-
-# --- Keeping the full-text index in step (SQLite) ------------------------------------------------------------
-
-
-def chunks_added(chunks: Iterable[Chunk]) -> None:
-    if connection.vendor != "sqlite":
-        return  # PostgreSQL's search_vector is a generated column
-    rows = [(chunk.pk, chunk.text) for chunk in chunks]
-    if rows:
-        with connection.cursor() as cursor:
-            cursor.executemany("INSERT INTO knowledge_chunk_fts (rowid, text) VALUES (%s, %s)", rows)
-
-
-def chunks_removed(chunk_ids: Sequence[int]) -> None:
-    if connection.vendor != "sqlite" or not chunk_ids:
-        return
-    with connection.cursor() as cursor:
-        for offset in range(0, len(chunk_ids), 500):
-            batch = list(chunk_ids[offset : offset + 500])
-            marks = ",".join(["%s"] * len(batch))
-            cursor.execute(f"DELETE FROM knowledge_chunk_fts WHERE rowid IN ({marks})", batch)  # noqa: S608 - placeholders only
 
 
 # --- Queries -------------------------------------------------------------------------------------------------

@@ -85,3 +85,46 @@ class CreateSearchIndexes(migrations.operations.base.Operation):
 
     def describe(self) -> str:
         return "Creates the full-text and vector search indexes of chunks"
+
+
+# SQLite: the FTS5 table follows knowledge_chunk through triggers, in the statement that changes a chunk, so no
+# path (a service, a cascade from a collection or a tenant, the admin) can leave words of a deleted chunk behind.
+_FTS_TRIGGERS = {
+    "knowledge_chunk_fts_insert": (
+        "AFTER INSERT ON knowledge_chunk BEGIN "
+        "INSERT INTO knowledge_chunk_fts (rowid, text) VALUES (new.id, new.text); END"
+    ),
+    "knowledge_chunk_fts_delete": (
+        "AFTER DELETE ON knowledge_chunk BEGIN DELETE FROM knowledge_chunk_fts WHERE rowid = old.id; END"
+    ),
+    "knowledge_chunk_fts_update": (
+        "AFTER UPDATE OF text ON knowledge_chunk BEGIN "
+        "UPDATE knowledge_chunk_fts SET text = new.text WHERE rowid = new.id; END"
+    ),
+}
+
+
+class KeepFullTextInStep(migrations.operations.base.Operation):
+    """SQLite: triggers that keep ``knowledge_chunk_fts`` in step with the chunks; rows of chunks already gone
+    (left by cascades before the triggers existed) are removed. PostgreSQL's tsvector is a generated column."""
+
+    reversible = True
+
+    def state_forwards(self, app_label: str, state: Any) -> None:
+        pass
+
+    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        if schema_editor.connection.vendor != "sqlite":
+            return
+        for name, body in _FTS_TRIGGERS.items():
+            schema_editor.execute(f"CREATE TRIGGER {name} {body}")
+        schema_editor.execute("DELETE FROM knowledge_chunk_fts WHERE rowid NOT IN (SELECT id FROM knowledge_chunk)")
+
+    def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        if schema_editor.connection.vendor != "sqlite":
+            return
+        for name in _FTS_TRIGGERS:
+            schema_editor.execute(f"DROP TRIGGER IF EXISTS {name}")
+
+    def describe(self) -> str:
+        return "Keeps the SQLite full-text index of chunks in step through triggers"

@@ -16,7 +16,6 @@ from django.utils import timezone
 
 from aihub.access.models import Tenant
 from aihub.extraction import TEXT_MEDIA_TYPES, normalize_media_type, sniff_media_type
-from knowledge import index
 from knowledge.embedders import EmbeddingError, get_embedder, validate_embedder_name
 from knowledge.models import Chunk, Collection, Document
 
@@ -91,11 +90,8 @@ def collection_update(*, collection: Collection, name: str | None = None, descri
 
 
 def collection_delete(*, collection: Collection) -> None:
-    with transaction.atomic():
-        files = list(Document.objects.filter(collection=collection).values_list("file", flat=True))
-        index.chunks_removed(list(Chunk.objects.filter(collection=collection).values_list("id", flat=True)))
-        collection.delete()
-        transaction.on_commit(lambda: _delete_files(files))
+    # The documents' stored files leave storage once this commits (django-cleanup, on every model deletion).
+    collection.delete()
 
 
 def collection_settings_change(
@@ -237,14 +233,12 @@ def _submit_locked(
         return Submitted(existing, "unchanged")
     replaced = Document.objects.filter(collection=collection, source=source).first() if source else None
     if replaced is not None:
-        old_file = replaced.file.name
         replaced.title, replaced.media_type, replaced.size, replaced.sha256 = title, media_type, len(content), sha256
         replaced.metadata = metadata or replaced.metadata
         replaced.status, replaced.error = Document.Status.PENDING, ""
         replaced.file.save(filename or "document", ContentFile(content), save=False)
         stored.append(replaced.file.name)
-        replaced.save()
-        transaction.on_commit(lambda: _delete_files([old_file]))
+        replaced.save()  # the old file leaves storage on commit (django-cleanup)
         return Submitted(replaced, "replaced")
     document = Document(
         collection=collection,
@@ -287,13 +281,9 @@ def document_reingest(*, document: Document) -> Document:
 def document_delete(*, document: Document) -> None:
     """Remove the document, its chunks (from every index) and its stored file."""
     with transaction.atomic():
-        chunk_ids = list(Chunk.objects.filter(document=document).values_list("id", flat=True))
-        index.chunks_removed(chunk_ids)
-        name = document.file.name
         collection_id = document.collection_id
-        document.delete()
+        document.delete()  # its file leaves storage on commit (django-cleanup)
         Collection.objects.filter(pk=collection_id).update(index_version=F("index_version") + 1)
-        transaction.on_commit(lambda: _delete_files([name]))
 
 
 # --- Chunks --------------------------------------------------------------------------------------------------
@@ -311,9 +301,7 @@ def document_chunks_replace(
         document = Document.objects.select_for_update().filter(pk=document_id).first()
         if document is None or document.sha256 != sha256 or document.status != Document.Status.PROCESSING:
             return None
-        old = list(Chunk.objects.filter(document=document).values_list("id", flat=True))
-        index.chunks_removed(old)
-        Chunk.objects.filter(pk__in=old).delete()
+        Chunk.objects.filter(document=document).delete()
         created = Chunk.objects.bulk_create(
             [
                 Chunk(document=document, collection_id=document.collection_id, position=i, dimensions=dimensions, **c)
@@ -321,9 +309,6 @@ def document_chunks_replace(
             ],
             batch_size=500,
         )
-        if any(chunk.pk is None for chunk in created):
-            created = list(Chunk.objects.filter(document=document).order_by("position"))
-        index.chunks_added(created)
         document.status, document.error = Document.Status.READY, ""
         document.chunk_count = len(created)
         document.ingested_at = timezone.now()
@@ -339,9 +324,7 @@ def document_fail(*, document_id: Any, sha256: str, reason: str) -> None:
         document = Document.objects.select_for_update().filter(pk=document_id, sha256=sha256).first()
         if document is None:
             return
-        chunk_ids = list(Chunk.objects.filter(document=document).values_list("id", flat=True))
-        index.chunks_removed(chunk_ids)
-        Chunk.objects.filter(pk__in=chunk_ids).delete()
+        Chunk.objects.filter(document=document).delete()
         document.status, document.error, document.chunk_count = Document.Status.FAILED, reason[:2000], 0
         document.save(update_fields=["status", "error", "chunk_count", "updated_at"])
         Collection.objects.filter(pk=document.collection_id).update(index_version=F("index_version") + 1)

@@ -7,7 +7,6 @@ import posixpath
 import re
 import uuid
 from collections.abc import Iterable, Sequence
-from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from django.core.exceptions import ValidationError
@@ -275,12 +274,7 @@ def files_discard_stored(*, files: Iterable[File]) -> None:
             file.content.storage.delete(file.content.name)
 
 
-@transaction.atomic
 def file_delete(*, file: File) -> None:
-    """Delete the file; its bytes leave storage once the deletion commits. Messages keep their (now dangling)
-    reference: models are told the file is no longer available."""
-    stored = file.content.name
-    storage = file.content.storage
+    """Delete the file; its bytes leave storage once the deletion commits (django-cleanup). Messages keep their
+    (now dangling) reference: models are told the file is no longer available."""
     file.delete()
-    if stored:
-        transaction.on_commit(partial(storage.delete, stored))

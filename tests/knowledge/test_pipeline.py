@@ -203,6 +203,29 @@ def test_deleting_a_document_removes_its_chunks_index_rows_and_file(
             assert cursor.fetchone()[0] == 0
 
 
+def test_deleting_the_tenant_removes_its_documents_files_and_full_text_rows(
+    collection: Collection, django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    from aihub.access.services import tenant_delete
+
+    other = CollectionFactory.create()
+    for target, text in ((collection, "Tenant secrets about zeppelins."), (other, "Public notes about zeppelins.")):
+        document_ingest(document_id=add_document(target, text).pk)
+    kept = Document.objects.get(collection=other)
+    media = Path(settings.MEDIA_ROOT)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        tenant_delete(tenant=collection.tenant)
+    assert [p.relative_to(media).as_posix() for p in media.rglob("*") if p.is_file()] == [kept.file.name]
+    assert list(Chunk.objects.values_list("text", flat=True)) == ["Public notes about zeppelins."]
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT text FROM knowledge_chunk_fts")
+            assert cursor.fetchall() == [("Public notes about zeppelins.",)]
+    hits = search(collections=[other], query="zeppelins", mode="keyword", top_k=5)
+    assert [hit.text for hit in hits] == ["Public notes about zeppelins."]
+
+
 def test_the_task_enqueued_after_commit_ingests(
     collection: Collection, django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

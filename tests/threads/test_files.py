@@ -144,6 +144,17 @@ def test_deleting_a_file_removes_its_bytes_once_committed(
     assert (File.objects.count(), stored(media_root)) == (0, [])
 
 
+def test_deleting_the_tenant_removes_its_files_bytes_once_committed(
+    membership: Membership, media_root: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    FileFactory.create(tenant=membership.tenant, uploaded_by=membership.user)
+    kept = FileFactory.create(data=b"Another tenant's notes.")
+    with django_capture_on_commit_callbacks(execute=True):
+        access_services.tenant_delete(tenant=membership.tenant)
+    assert list(File.objects.all()) == [kept]
+    assert stored(media_root) == [kept.content.name]
+
+
 def test_bytes_of_a_rolled_back_file_can_be_discarded(membership: Membership, media_root: Path) -> None:
     created: list[File] = []
     with pytest.raises(RuntimeError), transaction.atomic():
