@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from django.conf import settings
 from django.db.models import Q
@@ -95,3 +97,46 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
         document_id=document.pk, sha256=sha256, chunks=rows, dimensions=dimensions
     )
     return "ready" if stored is not None else "superseded"
+
+
+@dataclass(frozen=True)
+class FileIngested:
+    """What became of one file: its outcome, the chunks it now has, and the reason when it failed."""
+
+    outcome: Literal["added", "unchanged", "replaced", "failed"]
+    chunks: int = 0
+    error: str = ""
+
+
+def file_ingest(*, collection: Collection, path: Path, metadata: dict[str, Any], queue: bool) -> FileIngested:
+    """Submit a file from disk like an upload (its path the source) and, unless ``queue``, ingest it here.
+
+    Interrupted (Ctrl-C) after its submission, the document is abandoned (removed if this call added it, marked
+    failed if it replaced one; kept if it became ready) and the interrupt goes on: nothing is left half-ingested.
+    """
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        return FileIngested("failed", error=f"cannot read it ({exc.strerror or exc})")
+    try:
+        submitted = services.document_submit(
+            collection=collection,
+            content=content,
+            filename=path.name,
+            source=str(path),
+            metadata=metadata,
+            enqueue=queue,
+        )
+    except (services.UnsupportedDocument, services.DocumentTooLarge) as exc:
+        return FileIngested("failed", error=str(exc))
+    if submitted.outcome == "unchanged" or queue:
+        return FileIngested(submitted.outcome)
+    try:
+        document_ingest(document_id=submitted.document.pk)
+    except KeyboardInterrupt:
+        services.document_abandon(document_id=submitted.document.pk, added=submitted.outcome == "added")
+        raise
+    document = Document.objects.get(pk=submitted.document.pk)
+    if document.status == Document.Status.FAILED:
+        return FileIngested("failed", error=document.error)
+    return FileIngested(submitted.outcome, chunks=document.chunk_count)

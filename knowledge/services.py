@@ -286,6 +286,22 @@ def document_delete(*, document: Document) -> None:
         Collection.objects.filter(pk=collection_id).update(index_version=F("index_version") + 1)
 
 
+def document_abandon(*, document_id: Any, added: bool) -> None:
+    """An ingestion stopped part-way (Ctrl-C in ``manage.py ingest``): the document goes if it was just ``added``,
+    else it is marked failed, so no search sees it half-done; one that became ready is kept."""
+    document = Document.objects.filter(pk=document_id).first()
+    if document is None or document.status == Document.Status.READY:
+        return
+    if added:
+        document_delete(document=document)
+    else:
+        document_fail(
+            document_id=document.pk,
+            sha256=document.sha256,
+            reason="Interrupted before it was indexed; ingest it again.",
+        )
+
+
 # --- Chunks --------------------------------------------------------------------------------------------------
 
 

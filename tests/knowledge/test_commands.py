@@ -137,10 +137,10 @@ def test_an_unknown_collection_or_tenant_is_an_error_line(tenant: Tenant, folder
 
 def test_ctrl_c_leaves_no_half_ingested_document(tenant: Tenant, folder: Path, monkeypatch: Any) -> None:
     CollectionFactory.create(tenant=tenant, slug="fruit")
-    from knowledge.management.commands import ingest as command
+    from knowledge import pipeline
 
     calls = {"n": 0}
-    real = command.document_ingest
+    real = pipeline.document_ingest
 
     def interrupted_on_the_second(**kwargs: Any) -> str:
         calls["n"] += 1
@@ -148,7 +148,7 @@ def test_ctrl_c_leaves_no_half_ingested_document(tenant: Tenant, folder: Path, m
             raise KeyboardInterrupt
         return real(**kwargs)
 
-    monkeypatch.setattr(command, "document_ingest", interrupted_on_the_second)
+    monkeypatch.setattr(pipeline, "document_ingest", interrupted_on_the_second)
     with pytest.raises(SystemExit) as exited:
         call_command("ingest", "fruit", str(folder), "--no-progress", stdout=io.StringIO())
     assert exited.value.code == 130

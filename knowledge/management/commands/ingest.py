@@ -22,8 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 from aihub.access.management.adapters import service_errors
 from knowledge import services
 from knowledge.management.common import find_collection, find_tenant
-from knowledge.models import Document
-from knowledge.pipeline import document_ingest
+from knowledge.pipeline import file_ingest
 
 
 def _metadata(pairs: list[str]) -> dict[str, Any]:
@@ -100,47 +99,17 @@ class Command(BaseCommand):
         counts = {"added": 0, "unchanged": 0, "replaced": 0, "failed": len(errors), "chunks": 0}
         started = time.monotonic()
         progress = self._progress(len(files), disabled=options["no_progress"])
-        current: tuple[Document, str] | None = None
         try:
             for path in files:
                 progress.set_postfix_str(path.name[-40:], refresh=False)
-                try:
-                    content = path.read_bytes()
-                except OSError as exc:
-                    counts["failed"] += 1
-                    self.stdout.write(self.style.ERROR(f"error: {path}: cannot read it ({exc.strerror or exc})"))
-                    progress.update(1)
-                    continue
-                try:
-                    submitted = services.document_submit(
-                        collection=collection,
-                        content=content,
-                        filename=path.name,
-                        source=str(path),
-                        metadata=metadata,
-                        enqueue=options["queue"],
-                    )
-                except (services.UnsupportedDocument, services.DocumentTooLarge) as exc:
-                    counts["failed"] += 1
-                    self.stdout.write(self.style.ERROR(f"error: {path}: {exc}"))
-                    progress.update(1)
-                    continue
-                counts[submitted.outcome] += 1
-                if submitted.outcome != "unchanged" and not options["queue"]:
-                    current = (submitted.document, submitted.outcome)
-                    document_ingest(document_id=submitted.document.pk)
-                    current = None
-                    document = Document.objects.get(pk=submitted.document.pk)
-                    if document.status == Document.Status.FAILED:
-                        counts["failed"] += 1
-                        counts[submitted.outcome] -= 1
-                        self.stdout.write(self.style.ERROR(f"error: {path}: {document.error}"))
-                    else:
-                        counts["chunks"] += document.chunk_count
+                result = file_ingest(collection=collection, path=path, metadata=metadata, queue=options["queue"])
+                counts[result.outcome] += 1
+                counts["chunks"] += result.chunks
+                if result.error:
+                    self.stdout.write(self.style.ERROR(f"error: {path}: {result.error}"))
                 progress.update(1)
         except KeyboardInterrupt:
             progress.close()
-            self._abandon(current)
             self._summary(counts, time.monotonic() - started, queued=options["queue"])
             self.stdout.write(self.style.WARNING("Interrupted: the documents above are complete; run again to finish."))
             sys.exit(130)
@@ -153,20 +122,6 @@ class Command(BaseCommand):
         from tqdm import tqdm
 
         return tqdm(total=total, unit="doc", file=sys.stderr, disable=disabled or not total, dynamic_ncols=True)
-
-    def _abandon(self, current: tuple[Document, str] | None) -> None:
-        if current is None:
-            return
-        document, outcome = current
-        fresh = Document.objects.filter(pk=document.pk).first()
-        if fresh is None or fresh.status == Document.Status.READY:
-            return
-        if outcome == "added":
-            services.document_delete(document=fresh)
-        else:
-            services.document_fail(
-                document_id=fresh.pk, sha256=fresh.sha256, reason="Interrupted before it was indexed; ingest it again."
-            )
 
     def _summary(self, counts: dict[str, int], seconds: float, *, queued: bool) -> None:
         chunks = "queued" if queued else f"{counts['chunks']} chunks"
