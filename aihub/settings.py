@@ -337,6 +337,21 @@ CORS_ALLOW_HEADERS = (
     "mcp-protocol-version",
     "mcp-session-id",
     "mcp-method",
+    # What the official OpenAI SDKs send with every request, so a browser app using one (dangerouslyAllowBrowser)
+    # passes the preflight against /openai/v1/.
+    "openai-organization",
+    "openai-project",
+    "x-stainless-arch",
+    "x-stainless-custom-poll-interval",
+    "x-stainless-helper-method",
+    "x-stainless-lang",
+    "x-stainless-os",
+    "x-stainless-package-version",
+    "x-stainless-poll-helper",
+    "x-stainless-retry-count",
+    "x-stainless-runtime",
+    "x-stainless-runtime-version",
+    "x-stainless-timeout",
 )
 CORS_EXPOSE_HEADERS = [
     "X-Request-ID",

@@ -82,3 +82,26 @@ def test_pages_outside_the_api_get_no_cors_headers(api_client: APIClient) -> Non
     response = api_client.get("/admin/login/", HTTP_ORIGIN=ALLOWED)
 
     assert "Access-Control-Allow-Origin" not in response
+
+
+def test_a_browser_app_using_the_openai_sdk_passes_the_preflight(api_client: APIClient) -> None:
+    # The headers openai-node adds to every request (its platform and retry headers, organization and project).
+    sdk_headers = {
+        "authorization",
+        "content-type",
+        "openai-organization",
+        "openai-project",
+        "x-stainless-arch",
+        "x-stainless-lang",
+        "x-stainless-os",
+        "x-stainless-package-version",
+        "x-stainless-retry-count",
+        "x-stainless-runtime",
+        "x-stainless-runtime-version",
+        "x-stainless-timeout",
+    }
+    response = _preflight(api_client, ALLOWED, "/openai/v1/chat/completions")
+
+    assert response["Access-Control-Allow-Origin"] == ALLOWED  # type: ignore[index]
+    allowed_headers = {h.strip() for h in response["Access-Control-Allow-Headers"].split(",")}  # type: ignore[index]
+    assert sdk_headers <= allowed_headers
