@@ -26,18 +26,22 @@ Authentication is the API's (bearer API tokens, OAuth2 and SSO tokens); errors a
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import logging
 import math
+import mimetypes
+import re
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from channels.db import database_sync_to_async
 from django.apps import apps
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.urls import path, re_path
 from django.views.decorators.csrf import csrf_exempt
@@ -47,9 +51,10 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from aihub import extraction
 from aihub.access.principal import principal_for
 from aihub.api.base import ApiView, caller
-from aihub.api.problems import set_rollback
+from aihub.api.problems import PayloadTooLarge, set_rollback
 from aihub.interop.agents import UsableAgent, default_principal, usable_agent, usable_agents
 from aihub.interop.conversation import (
     KEEP_ALIVE_EVENT,
@@ -59,10 +64,12 @@ from aihub.interop.conversation import (
     turn_submit,
     usage_counts,
 )
+from jobs.attachments import attachment_block
 from jobs.models import Job, JobStatus
 from jobs.selectors import JOB_WAIT_MAX_SECONDS, job_wait
+from threads import services as thread_services
 from threads.content import text_of
-from threads.models import MessageRole, Thread
+from threads.models import File, MessageRole, Thread
 from threads.selectors import thread_get
 from threads.sse import JsonWhateverAccepted
 
@@ -221,6 +228,32 @@ class ChatRequest:
     thread: uuid.UUID | None = None
 
 
+@dataclass(frozen=True)
+class InlineImage:
+    """An image sent inline as a base64 ``data:`` URL (what the SDKs' examples do with local images). It is stored
+    as one of the caller's files, like an upload, before the turn is submitted; blocks then refer to it by id."""
+
+    data: bytes
+    declared_type: str
+    param: str
+
+
+_DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)?(?:;[^;,]*)*?;base64,(?P<data>.*)", re.DOTALL)
+
+
+def _inline_image(url: str, param: str) -> InlineImage:
+    match = _DATA_URL.fullmatch(url)
+    if match is None:
+        raise _invalid("An image data URL must be base64: 'data:image/png;base64,<data>'.", param)
+    try:
+        data = base64.b64decode(match["data"], validate=True)
+    except (binascii.Error, ValueError):
+        raise _invalid("The image data URL's base64 data is not valid.", param) from None
+    if not data:
+        raise _invalid("The image data URL holds no data.", param)
+    return InlineImage(data=data, declared_type=match["type"] or "", param=param)
+
+
 def _invalid(message: str, param: str | None, code: str = "invalid_value") -> OpenAIError:
     return OpenAIError(message, param=param, code=code)
 
@@ -269,9 +302,14 @@ def _content_blocks(content: Any, param: str, *, required: bool) -> list[dict[st
                     f"Invalid value: '{detail}'. Supported values are: 'auto', 'low' and 'high'.",
                     f"{where}.image_url.detail",
                 )
+            if url.startswith("data:"):
+                inline = _inline_image(url, f"{where}.image_url.url")
+                blocks.append({"type": "image", "inline": inline, "detail": detail})
+                continue
             if len(url) > 2000:
                 raise _invalid(
-                    "Image URLs may be at most 2000 characters; upload the file instead.", f"{where}.image_url.url"
+                    "Image URLs may be at most 2000 characters; send the image as a base64 data: URL instead.",
+                    f"{where}.image_url.url",
                 )
             blocks.append({"type": "image", "url": url, "detail": detail})
         else:
@@ -480,6 +518,34 @@ async def completion_chunks(job: Job, model: str, *, include_usage: bool) -> Asy
     yield _sse("[DONE]")
 
 
+def _store_inline_images(
+    blocks: list[dict[str, Any]], *, tenant: Any, user: Any, stored: list[File]
+) -> list[dict[str, Any]]:
+    """The blocks with each inline image stored as one of ``user``'s files (appended to ``stored``, whose bytes
+    the caller discards if the turn is not committed) and referred to by id, as an attached image is."""
+    result = []
+    for block in blocks:
+        inline = block.get("inline")
+        if not isinstance(inline, InlineImage):
+            result.append(block)
+            continue
+        media_type = thread_services.file_media_type(data=inline.data, name="", declared=inline.declared_type)
+        if not extraction.is_image(media_type):
+            raise _invalid(f"The image data URL holds {media_type}, not an image.", inline.param)
+        name = "image" + (mimetypes.guess_extension(media_type) or "")
+        try:
+            file = thread_services.file_create(
+                tenant=tenant, uploaded_by=user, name=name, data=inline.data, declared_type=media_type
+            )
+        except PayloadTooLarge as exc:
+            raise OpenAIError(str(exc.detail), status=413, param=inline.param, code="file_too_large") from None
+        except DjangoValidationError as exc:
+            raise _invalid(" ".join(exc.messages), inline.param) from None
+        stored.append(file)
+        result.append({**attachment_block(file), "detail": block["detail"]})
+    return result
+
+
 class ChatCompletionsView(OpenAIView):
     def post(self, request: Request) -> HttpResponseBase:
         chat = parse_chat_request(request.data, thread_header=request.headers.get(THREAD_HEADER))
@@ -495,14 +561,27 @@ class ChatCompletionsView(OpenAIView):
                     param="metadata.thread",
                     code="thread_not_found",
                 ) from exc
-        job = turn_submit(
-            agent=usable.agent,
-            user=caller(request),
-            content=chat.content,
-            thread=thread,
-            earlier=chat.earlier,
-            additional_instructions=chat.instructions,
-        )
+        user, tenant = caller(request), usable.agent.tenant
+        stored: list[File] = []
+        try:
+            with transaction.atomic():
+                content = _store_inline_images(chat.content, tenant=tenant, user=user, stored=stored)
+                earlier = [
+                    replace(m, content=_store_inline_images(m.content, tenant=tenant, user=user, stored=stored))
+                    for m in chat.earlier
+                ]
+                job = turn_submit(
+                    agent=usable.agent,
+                    user=user,
+                    content=content,
+                    thread=thread,
+                    earlier=earlier,
+                    additional_instructions=chat.instructions,
+                )
+        except BaseException:
+            # Storage is not transactional: the bytes of images whose rows were rolled back go too.
+            thread_services.files_discard_stored(files=stored)
+            raise
         headers = {THREAD_HEADER: str(job.thread_id), JOB_HEADER: str(job.pk)}
         if chat.stream:
             frames = completion_chunks(job, chat.model, include_usage=chat.include_usage)

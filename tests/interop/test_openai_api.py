@@ -3,7 +3,9 @@ and what a chat completion stores (the real openai SDK against daphne is in test
 
 from __future__ import annotations
 
+import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,9 +22,10 @@ from jobs.models import Job, JobStatus
 from tests.agents.factories import AgentFactory
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
 from tests.helpers import ClientAs, bearer
+from tests.sample_files import make_pdf, png
 from threads import services as thread_services
 from threads.events import EventType, NewEvent
-from threads.models import Message, Thread
+from threads.models import File, Message, Thread
 
 MODELS = "/openai/v1/models"
 CHAT = "/openai/v1/chat/completions"
@@ -298,3 +301,89 @@ def test_a_stream_of_a_job_that_waits_for_a_person_ends_with_an_error_frame(
     assert error["code"] == "requires_action"
     assert f"jobs/{job.pk}/respond" in error["message"]
     assert sent[-1] == "data: [DONE]\n\n"
+
+
+# --- Images sent inline -------------------------------------------------------------------------------------------
+
+
+def data_url(data: bytes, media_type: str = "image/png") -> str:
+    return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
+
+
+def with_image(url: str, **extra: Any) -> dict[str, Any]:
+    parts = [{"type": "text", "text": "What is in it?"}, {"type": "image_url", "image_url": {"url": url, **extra}}]
+    return {"model": "echo", "messages": [{"role": "user", "content": parts}]}
+
+
+@pytest.fixture
+def media_root(settings: Any, tmp_path: Path) -> Path:
+    settings.MEDIA_ROOT = tmp_path
+    return tmp_path
+
+
+def stored_bytes(media_root: Path) -> list[bytes]:
+    return [p.read_bytes() for p in media_root.rglob("*") if p.is_file()]
+
+
+def test_an_inline_image_becomes_the_callers_file_and_the_message_refers_to_it(
+    client: APIClient, membership: Membership, media_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("aihub.interop.openai_api.JOB_WAIT_MAX_SECONDS", 0.0)
+
+    response = chat(client, **with_image(data_url(png()), detail="low"))
+
+    assert_openai_error(response, 504, code="job_still_running")
+    image = File.objects.get()
+    assert (image.tenant, image.uploaded_by, image.name, image.media_type) == (
+        membership.tenant,
+        membership.user,
+        "image.png",
+        "image/png",
+    )
+    assert stored_bytes(media_root) == [png()]
+    message = Message.objects.get(thread_id=response["X-Aihub-Thread"])
+    assert message.content == [
+        {"type": "text", "text": "What is in it?"},
+        {"type": "image", "file_id": str(image.pk), "name": "image.png", "media_type": "image/png", "detail": "low"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("data:image/png,not-base64", "must be base64"),
+        ("data:image/png;base64,@@@@", "not valid"),
+        (data_url(make_pdf("Not a picture"), "image/png"), "application/pdf, not an image"),
+        (data_url(b""), "holds no data"),
+    ],
+    ids=["not-base64", "bad-base64", "a-pdf", "empty"],
+)
+def test_a_bad_inline_image_is_400_naming_it_and_nothing_is_stored(
+    client: APIClient, media_root: Path, url: str, message: str
+) -> None:
+    response = chat(client, **with_image(url))
+
+    assert message in assert_openai_error(
+        response, 400, code="invalid_value", param="messages[0].content[1].image_url.url"
+    )
+    assert nothing_was_stored() and not File.objects.exists() and stored_bytes(media_root) == []
+
+
+def test_an_inline_image_over_the_file_limit_is_413(client: APIClient, media_root: Path, settings: Any) -> None:
+    settings.AIHUB = {**settings.AIHUB, "FILE_MAX_BYTES": 10}
+    response = chat(client, **with_image(data_url(png())))
+
+    assert_openai_error(response, 413, code="file_too_large", param="messages[0].content[1].image_url.url")
+    assert nothing_was_stored() and stored_bytes(media_root) == []
+
+
+def test_an_inline_image_of_a_refused_turn_leaves_no_file_behind(
+    client: APIClient, media_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("aihub.interop.openai_api.JOB_WAIT_MAX_SECONDS", 0.0)
+    thread = chat(client, **hello())["X-Aihub-Thread"]  # its job is still queued: the thread is busy
+
+    response = chat(client, **with_image(data_url(png())), metadata={"thread": thread})
+
+    assert_openai_error(response, 409, code="conflict")
+    assert not File.objects.exists() and stored_bytes(media_root) == []

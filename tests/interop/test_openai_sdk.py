@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+
 import openai
 import pytest
 from openai import OpenAI
+
+from tests.sample_files import png
+from tests.servers import http_json
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -77,3 +82,30 @@ def test_embeddings_come_from_the_local_model(client: OpenAI) -> None:
     assert len(response.data[0].embedding) == 384
     assert abs(sum(value * value for value in response.data[0].embedding) - 1.0) < 1e-4
     assert response.usage.prompt_tokens > 0
+
+
+def test_an_image_sent_as_a_base64_data_url_reaches_the_thread_as_a_file(
+    client: OpenAI, embedded_server: tuple[str, str]
+) -> None:
+    base, token = embedded_server
+    image = "data:image/png;base64," + base64.b64encode(png()).decode()
+    completion = client.chat.completions.create(
+        model="echo",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "describe this"},
+                    {"type": "image_url", "image_url": {"url": image, "detail": "low"}},
+                ],
+            }
+        ],
+    )
+    assert completion.choices[0].message.content == "describe this"
+    thread = completion.model_extra["thread"] if completion.model_extra else None
+    status, page = http_json(f"{base}/api/v1/demo/threads/{thread}/messages/", token=token)
+    assert status == 200, page
+    image_block = page["items"][0]["content"][1]
+    assert (image_block["type"], image_block["media_type"], image_block["detail"]) == ("image", "image/png", "low")
+    status, file = http_json(f"{base}/api/v1/demo/files/{image_block['file_id']}/", token=token)
+    assert status == 200 and file["size"] == len(png()), file
