@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 import redis
@@ -33,6 +32,7 @@ from jobs.models import Job
 from tests.agents.factories import AgentFactory
 from tests.factories import IssuedApiToken
 from tests.servers import REPO, base_env, free_port, http_json, start_daphne, stop_server
+from tests.workers import shared_database_url
 from threads import services
 from threads.events import JOB_FINAL_EVENTS
 from threads.models import Event
@@ -95,14 +95,6 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     server.stop()
 
 
-def _database_url() -> str:
-    db = connection.settings_dict  # NAME is the test database here
-    credentials = quote(db["USER"] or "")
-    if db["PASSWORD"]:
-        credentials += ":" + quote(db["PASSWORD"])
-    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 @pytest.fixture
 def stack(
     private_redis: PrivateRedis, transactional_db: None, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
@@ -112,7 +104,7 @@ def stack(
     Both are stopped before the test database is flushed (this fixture depends on it), so neither holds a lock.
     """
     env = base_env(tmp_path_factory) | {
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": shared_database_url(),
         "DATABASE_CONN_MAX_AGE": "0",
         "REDIS_URL": private_redis.url,
         "CELERY_BROKER_URL": private_redis.url,
