@@ -81,7 +81,7 @@ MIDDLEWARE = [
     "aihub.api.middleware.RequestIdMiddleware",
     "aihub.api.middleware.ProblemDetailsMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "aihub.api.middleware.StaticFilesMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

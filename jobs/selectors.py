@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 import uuid
 from typing import TYPE_CHECKING
 
+from channels.layers import get_channel_layer
 from django.db.models import QuerySet
 from django.http import Http404
 
-from jobs.models import FINAL_STATUSES, Artifact, Job, WebhookDelivery
+from aihub.db import db_call
+from jobs.models import FINAL_STATUSES, Artifact, Job, JobStatus, WebhookDelivery
+from threads.events import JOB_FINAL_EVENTS, EventType, serve_events_from, thread_group
 from threads.selectors import thread_list
 
 if TYPE_CHECKING:
@@ -18,25 +24,66 @@ if TYPE_CHECKING:
 JOB_WAIT_MAX_SECONDS = 60.0
 """The longest a request may wait for a job (``?wait=true&timeout=N``); longer waits should stream instead."""
 
-_POLL_FIRST_SECONDS = 0.05
-_POLL_MAX_SECONDS = 0.5
+JOB_WAIT_RECHECK_SECONDS = 2.0
+"""How often a waiter reads the job's row anyway: a final event the channel layer lost costs at most this."""
+
+WAIT_ENDS = frozenset({*FINAL_STATUSES, JobStatus.REQUIRES_ACTION})
+_WAIT_ENDING_EVENTS = frozenset({*JOB_FINAL_EVENTS, EventType.JOB_REQUIRES_ACTION})
+
+logger = logging.getLogger(__name__)
 
 
-def job_wait(*, job_id: uuid.UUID | str, timeout: float) -> Job:
-    """The job once it is final, or as it stands when ``timeout`` seconds have passed.
+def _job_status(job_id: uuid.UUID) -> str | None:
+    return Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
 
-    Polls the database, which is the truth (the channel layer may drop messages); the interval starts short,
-    since echo-like jobs finish in milliseconds, and backs off so a long wait costs few queries.
+
+async def job_wait(*, job: Job, timeout: float) -> bool:
+    """Wait until the job has ended or asks for action, or ``timeout`` seconds have passed; True if it did.
+
+    Woken by the channel layer: the waiter joins the thread's group, then reads the job's status once (so an
+    end committed before it joined is not missed), then sleeps on the group's messages. It holds no thread and
+    no database connection meanwhile. The database stays the truth: every ``JOB_WAIT_RECHECK_SECONDS`` it reads
+    the status again, in case the layer dropped the job's final event, and when the layer itself fails (Redis
+    gone) it says so once and waits on those re-checks alone. The caller reads the job afresh afterwards.
     """
+    job_ref = str(job.pk)
     deadline = time.monotonic() + max(0.0, min(timeout, JOB_WAIT_MAX_SECONDS))
-    interval = _POLL_FIRST_SECONDS
-    while True:
-        job = Job.objects.select_related("agent").get(pk=job_id)
-        remaining = deadline - time.monotonic()
-        if job.status in FINAL_STATUSES or remaining <= 0:
-            return job
-        time.sleep(min(interval, remaining))
-        interval = min(interval * 2, _POLL_MAX_SECONDS)
+    serve_events_from(asyncio.get_running_loop())
+    layer = get_channel_layer()
+    channel, group = None, thread_group(job.thread_id)
+    try:
+        if layer is not None:
+            try:
+                channel = await layer.new_channel()
+                await layer.group_add(group, channel)
+            except Exception:  # the layer is down: the re-checks alone will do
+                logger.warning("job %s: the channel layer is unavailable; waiting on database re-checks", job.pk)
+                channel = None
+        while True:
+            if await db_call(_job_status, job.pk) in WAIT_ENDS:
+                return True
+            recheck_at = min(deadline, time.monotonic() + JOB_WAIT_RECHECK_SECONDS)
+            while (remaining := recheck_at - time.monotonic()) > 0:
+                if channel is None:
+                    await asyncio.sleep(remaining)
+                    break
+                try:
+                    message = await asyncio.wait_for(layer.receive(channel), timeout=remaining)
+                except TimeoutError:
+                    break
+                except Exception:
+                    logger.warning("job %s: lost the channel layer; waiting on database re-checks", job.pk)
+                    channel = None
+                    continue
+                events = message.get("events", ()) if message.get("type") == "thread.events" else ()
+                if any(e.get("job") == job_ref and e.get("type") in _WAIT_ENDING_EVENTS for e in events):
+                    return True
+            if time.monotonic() >= deadline:
+                return await db_call(_job_status, job.pk) in WAIT_ENDS
+    finally:
+        if channel is not None:
+            with contextlib.suppress(Exception):
+                await layer.group_discard(group, channel)
 
 
 def job_list(*, principal: Principal) -> QuerySet[Job]:

@@ -28,9 +28,10 @@ from agents.tools import ToolArgumentsInvalid, ToolContext, ToolError, get_tool
 from aihub.access.api.views import TENANT_PARAMETER
 from aihub.access.principal import WRITE_SCOPE
 from aihub.access.rules import Level, granted_ids
-from aihub.api.base import TenantApiView, TenantScopedViewSet, caller
+from aihub.api.base import AsyncTenantApiView, TenantApiView, TenantScopedViewSet, caller
 from aihub.api.problems import PROBLEM_CONTENT_TYPE, service_errors
 from aihub.api.schema import ProblemSerializer
+from aihub.db import db_call
 from jobs.api import submission
 from jobs.api.serializers import QUEUED_JOB_EXAMPLE, JobSummarySerializer
 from threads import selectors as thread_selectors
@@ -266,7 +267,7 @@ class AgentToolCallView(TenantApiView):
 
 
 @extend_schema(parameters=[TENANT_PARAMETER, SLUG_PARAMETER], tags=["agents"])
-class AgentMessagesView(TenantApiView):
+class AgentMessagesView(AsyncTenantApiView):
     content_negotiation_class = EventStreamAccepted
 
     @extend_schema(
@@ -292,7 +293,11 @@ class AgentMessagesView(TenantApiView):
         "Answers 202 with the job; with `wait=true`, 200 with the result once it ends; with `stream=true`, the "
         "job's server-sent events until it ends.",
     )
-    def post(self, request: Request, tenant: str, slug: str) -> HttpResponseBase:
+    async def post(self, request: Request, tenant: str, slug: str) -> HttpResponseBase:
+        submitted = await db_call(self._submit, request, slug)
+        return await submission.answer_submitted(submitted, body=lambda job: JobSummarySerializer(job).data)
+
+    def _submit(self, request: Request, slug: str) -> submission.Submitted:
         agent = selectors.agent_get(principal=self.principal, slug=slug)
         query = submission.wait_query(request)
         key = submission.idempotency_key(request)
@@ -303,11 +308,9 @@ class AgentMessagesView(TenantApiView):
         if body["thread"] is not None:
             thread = thread_selectors.thread_get(principal=self.principal, thread_id=body["thread"])
         job, created = submission.submit_message(
-            body, agent=agent, thread=thread, user=caller(request), idempotency_key=key, wait=query
+            body, agent=agent, thread=thread, user=caller(request), idempotency_key=key
         )
-        if query["stream"]:
-            return submission.streamed_response(job, query)
-        return submission.submitted_response(job, JobSummarySerializer(job).data, created=created)
+        return submission.Submitted(job, created, query)
 
 
 # --- Handoffs and the agent graph ------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from adrf.views import APIView as AsyncAPIView
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import User
 from django.db.models import Model, QuerySet
@@ -60,6 +61,16 @@ class ApiView(ApiMixin, APIView):
 
 class TenantApiView(TenantMixin, ApiMixin, APIView):
     pass
+
+
+class AsyncApiView(ApiMixin, AsyncAPIView):
+    """API views whose handlers are ``async def`` (adrf): authentication and throttles run in one call on the
+    request's thread, then the handler runs on the event loop, where it may wait without holding a thread. ORM
+    work inside it goes through ``aihub.db.db_call``."""
+
+
+class AsyncTenantApiView(TenantMixin, ApiMixin, AsyncAPIView):
+    """AsyncApiView under ``/api/v1/{tenant}/``: the tenant is resolved with the authentication."""
 
 
 class TenantScopedViewSet(TenantMixin, ApiMixin, GenericViewSet):

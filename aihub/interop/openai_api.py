@@ -53,8 +53,9 @@ from rest_framework.response import Response
 
 from aihub import extraction
 from aihub.access.principal import principal_for
-from aihub.api.base import ApiView, caller
+from aihub.api.base import ApiView, AsyncApiView, caller
 from aihub.api.problems import PayloadTooLarge, set_rollback
+from aihub.db import db_call
 from aihub.interop.agents import UsableAgent, default_principal, usable_agent, usable_agents
 from aihub.interop.conversation import (
     KEEP_ALIVE_EVENT,
@@ -174,6 +175,13 @@ class OpenAIView(ApiView):
 
     def get_exception_handler(self) -> Any:
         return exception_handler
+
+
+@extend_schema(exclude=True)
+class AsyncOpenAIView(AsyncApiView):
+    renderer_classes = OpenAIView.renderer_classes
+    content_negotiation_class = OpenAIView.content_negotiation_class
+    get_exception_handler = OpenAIView.get_exception_handler
 
 
 # --- Models -----------------------------------------------------------------------------------------------------
@@ -546,8 +554,23 @@ def _store_inline_images(
     return result
 
 
-class ChatCompletionsView(OpenAIView):
-    def post(self, request: Request) -> HttpResponseBase:
+class ChatCompletionsView(AsyncOpenAIView):
+    # Async: a non-streamed completion waits on the channel layer for its job, holding no thread or connection.
+    async def post(self, request: Request) -> HttpResponseBase:
+        chat, job = await db_call(self._submit, request)
+        headers = {THREAD_HEADER: str(job.thread_id), JOB_HEADER: str(job.pk)}
+        if chat.stream:
+            frames = completion_chunks(job, chat.model, include_usage=chat.include_usage)
+            response = StreamingHttpResponse(frames, content_type="text/event-stream")
+            response["Cache-Control"] = "no-cache"
+            response["X-Accel-Buffering"] = "no"
+            for name, value in headers.items():
+                response[name] = value
+            return response
+        await job_wait(job=job, timeout=JOB_WAIT_MAX_SECONDS)
+        return await db_call(self._answer, job, chat.model, headers)
+
+    def _submit(self, request: Request) -> tuple[ChatRequest, Job]:
         chat = parse_chat_request(request.data, thread_header=request.headers.get(THREAD_HEADER))
         usable = _model(request, chat.model, param="model")
         thread: Thread | None = None
@@ -582,21 +605,15 @@ class ChatCompletionsView(OpenAIView):
             # Storage is not transactional: the bytes of images whose rows were rolled back go too.
             thread_services.files_discard_stored(files=stored)
             raise
-        headers = {THREAD_HEADER: str(job.thread_id), JOB_HEADER: str(job.pk)}
-        if chat.stream:
-            frames = completion_chunks(job, chat.model, include_usage=chat.include_usage)
-            response = StreamingHttpResponse(frames, content_type="text/event-stream")
-            response["Cache-Control"] = "no-cache"
-            response["X-Accel-Buffering"] = "no"
-            for name, value in headers.items():
-                response[name] = value
-            return response
-        job = job_wait(job_id=job.pk, timeout=JOB_WAIT_MAX_SECONDS)
+        return chat, job
+
+    def _answer(self, job: Job, model: str, headers: dict[str, str]) -> Response:
+        job = Job.objects.select_related("agent", "tenant", "thread").get(pk=job.pk)
         if job.status != JobStatus.SUCCEEDED:
             error = _job_error(job)
             error.headers.update(headers)  # the job and thread exist: say which, so the client can follow up
             raise error
-        return Response(completion_body(job, chat.model), headers=headers)
+        return Response(completion_body(job, model), headers=headers)
 
 
 # --- Embeddings -------------------------------------------------------------------------------------------------

@@ -9,10 +9,12 @@ rest lives here so that a fix or a new field reaches all three at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema_field
@@ -25,6 +27,7 @@ from agents.models import Agent
 from aihub.access.api.serializers import StrictSerializer
 from aihub.api.problems import PROBLEM_CONTENT_TYPE
 from aihub.api.schema import ProblemSerializer, openapi_30_schema
+from aihub.db import db_call
 from jobs.attachments import job_submit_with_attachments
 from jobs.models import Job
 from jobs.selectors import JOB_WAIT_MAX_SECONDS, job_wait
@@ -310,20 +313,10 @@ def wait_query(request: Request) -> dict[str, Any]:
 
 
 def submit_message(
-    body: dict[str, Any],
-    *,
-    agent: Agent,
-    thread: Thread | None,
-    user: Any,
-    idempotency_key: str | None,
-    wait: dict[str, Any] | None = None,
+    body: dict[str, Any], *, agent: Agent, thread: Thread | None, user: Any, idempotency_key: str | None
 ) -> tuple[Job, bool]:
-    """Start the job for a parsed MessageSubmitSerializer body; returns (job, created) like job_submit.
-
-    With ``wait`` (a parsed WaitQuerySerializer) whose ``wait`` is true, the job as it stands once it ended or
-    the timeout passed.
-    """
-    job, created = job_submit_with_attachments(
+    """Start the job for a parsed MessageSubmitSerializer body; returns (job, created) like job_submit."""
+    return job_submit_with_attachments(
         agent=agent,
         user=user,
         content=body["content"],
@@ -338,11 +331,41 @@ def submit_message(
         job_id=body["job_id"],
         webhook=body.get("webhook", ""),
     )
-    if wait is not None and wait["wait"] and not job.is_final:
-        warnings = job.usage_warnings  # a fresh row would lose them: they are not stored
-        job = job_wait(job_id=job.pk, timeout=wait["timeout"])
-        job.usage_warnings = warnings
-    return job, created
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A message route's work before it answers: the job, whether it is new, the parsed wait/stream query."""
+
+    job: Job
+    created: bool
+    query: dict[str, Any]
+
+
+async def answer_submitted(submitted: Submitted, *, body: Callable[[Job], Any]) -> HttpResponseBase:
+    """The answer of a message route: the job's stream (``stream=true``), or the job as ``body`` renders it —
+    after waiting for it with ``wait=true`` — with 202 while it is under way and 200 once it ended.
+
+    The wait sleeps on the channel layer (jobs.selectors.job_wait) with no thread or connection held; the
+    database is read in short calls around it.
+    """
+    job, query = submitted.job, submitted.query
+    if query["stream"]:
+        return await db_call(streamed_response, job, query)
+    if query["wait"] and not job.is_final:
+        await job_wait(job=job, timeout=query["timeout"])
+        return await db_call(_answer_fresh, job, body, created=submitted.created)
+    return await db_call(_answer, job, body, created=submitted.created)
+
+
+def _answer(job: Job, body: Callable[[Job], Any], *, created: bool) -> Response:
+    return submitted_response(job, body(job), created=created)
+
+
+def _answer_fresh(job: Job, body: Callable[[Job], Any], *, created: bool) -> Response:
+    fresh = Job.objects.select_related("agent", "thread").get(pk=job.pk)
+    fresh.usage_warnings = job.usage_warnings  # not stored: the submission's own
+    return _answer(fresh, body, created=created)
 
 
 USAGE_WARNING_HEADER = "X-Usage-Warning"

@@ -5,12 +5,11 @@ from __future__ import annotations
 from django.urls import path
 
 from threads.api.files import FileViewSet
-from threads.api.views import ThreadViewSet
+from threads.api.views import ThreadMessagesView, ThreadViewSet
 
 thread_list = ThreadViewSet.as_view({"get": "list", "post": "create"})
 thread_detail = ThreadViewSet.as_view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"})
 thread_members = ThreadViewSet.as_view({"get": "members", "post": "members"})
-thread_messages = ThreadViewSet.as_view({"get": "messages", "post": "messages"})
 thread_events = ThreadViewSet.as_view({"get": "events"})
 thread_state = ThreadViewSet.as_view({"get": "state", "patch": "state"})
 
@@ -18,7 +17,7 @@ tenant_urlpatterns = [
     path("threads/", thread_list, name="thread-list"),
     path("threads/<uuid:pk>/", thread_detail, name="thread-detail"),
     path("threads/<uuid:pk>/members/", thread_members, name="thread-members"),
-    path("threads/<uuid:pk>/messages/", thread_messages, name="thread-messages"),
+    path("threads/<uuid:pk>/messages/", ThreadMessagesView.as_view(), name="thread-messages"),
     path("threads/<uuid:pk>/events/", thread_events, name="thread-events"),
     path("threads/<uuid:pk>/state", thread_state, name="thread-state"),
     path("files/", FileViewSet.as_view({"get": "list", "post": "create"}), name="file-list"),

@@ -20,7 +20,9 @@ from rest_framework.response import Response
 from agents.models import Agent
 from agents.selectors import agent_get, agent_list, answering_agent
 from aihub.access.api.views import TENANT_PARAMETER
-from aihub.api.base import TenantScopedViewSet, caller
+from aihub.api.base import AsyncTenantApiView, TenantScopedViewSet, caller
+from aihub.api.pagination import EnvelopePagination
+from aihub.db import db_call
 from jobs.api import submission
 from jobs.models import Job
 from threads import selectors, services
@@ -53,9 +55,7 @@ class ThreadViewSet(TenantScopedViewSet):
     def get_serializer_class(self) -> Any:
         # The thread's sub-resources are paginated lists of other things; the browsable API and the schema
         # generator ask this, so each action names its own item type.
-        return {"members": s.ThreadMemberSerializer, "messages": s.MessageSerializer}.get(
-            self.action, s.ThreadSerializer
-        )
+        return {"members": s.ThreadMemberSerializer}.get(self.action, s.ThreadSerializer)
 
     # --- The thread ---------------------------------------------------------------------------------------
 
@@ -165,59 +165,6 @@ class ThreadViewSet(TenantScopedViewSet):
         rendered = s.ThreadMemberSerializer(self._member_body(member, self._agents_of([member]))).data
         return Response(rendered, status=status.HTTP_200_OK if found else status.HTTP_201_CREATED)
 
-    # --- Messages -----------------------------------------------------------------------------------------
-
-    @extend_schema(
-        parameters=[THREAD_ID_PARAMETER],
-        responses=s.MessageSerializer(many=True),
-        summary="The thread's messages, oldest first",
-        methods=["GET"],
-    )
-    @extend_schema(
-        parameters=[
-            THREAD_ID_PARAMETER,
-            submission.WaitQuerySerializer,
-            submission.IDEMPOTENCY_KEY_PARAMETER,
-        ],
-        request=s.MessageCreateSerializer,
-        responses={
-            202: OpenApiResponse(s.MessageJobSerializer, description="The job is queued or still running."),
-            200: OpenApiResponse(
-                s.MessageJobSerializer,
-                description="With wait=true: the job ended (output, usage or error filled in). "
-                + submission.RETRIED_DESCRIPTION,
-            ),
-            **submission.STREAMED_RESPONSE,
-            **submission.SUBMIT_CONFLICT_RESPONSE,
-        },
-        summary="Send a message: an agent answers it in a job",
-        description="Stores the message and queues a job of the agent; the answer arrives as events (events/, "
-        "the thread's stream) and in the job. With `wait=true` the request waits up to `timeout` seconds for the "
-        "job to end; with `stream=true` the answer is the job's server-sent events until it ends.",
-        methods=["POST"],
-    )
-    def messages(self, request: Request, tenant: str, pk: str) -> HttpResponseBase:
-        thread = self.get_object()
-        if request.method == "GET":
-            page = self.paginate_queryset(selectors.message_list(thread=thread))
-            return self.get_paginated_response(s.MessageSerializer(page, many=True).data)
-
-        query = submission.wait_query(request)
-        key = submission.idempotency_key(request)
-        data = _parsed(s.MessageCreateSerializer, request.data)
-        agent = answering_agent(principal=self.principal, thread=thread, slug=data.get("agent"))
-        job, created = submission.submit_message(
-            data, agent=agent, thread=thread, user=caller(request), idempotency_key=key, wait=query
-        )
-        if query["stream"]:
-            return submission.streamed_response(job, query)
-        return submission.submitted_response(job, self._job_body(job), created=created)
-
-    def _job_body(self, job: Job) -> Any:
-        first = selectors.event_list(thread=job.thread, job_id=job.pk).values_list("sequence", flat=True).first()
-        context = {"tenant": self.kwargs["tenant"], "events_after": max(0, (first or 1) - 1)}
-        return s.MessageJobSerializer(job, context=context).data
-
     # --- Events and state ---------------------------------------------------------------------------------
 
     @extend_schema(
@@ -255,3 +202,70 @@ class ThreadViewSet(TenantScopedViewSet):
             data = _parsed(s.ThreadStateUpdateSerializer, request.data)
             thread = services.thread_state_update(thread=thread, state=data["state"], mode=data["mode"])
         return Response({"state": thread.state})
+
+
+@extend_schema(parameters=[TENANT_PARAMETER], tags=["threads"])
+class ThreadMessagesView(AsyncTenantApiView):
+    """A thread's messages; posting one starts an agent's job."""
+
+    # Async: with wait=true the request sleeps on the channel layer until the job ends, holding no thread or
+    # database connection; its ORM work runs in short db_call()s.
+    pagination_class = EnvelopePagination
+    # ?stream=true: a client accepting text/event-stream must not get a 406 here.
+    content_negotiation_class = EventStreamAccepted
+
+    @extend_schema(
+        parameters=[THREAD_ID_PARAMETER],
+        responses=s.MessageSerializer(many=True),
+        summary="The thread's messages, oldest first",
+    )
+    async def get(self, request: Request, tenant: str, pk: uuid.UUID) -> Response:
+        return await db_call(self._list, request, pk)
+
+    def _list(self, request: Request, pk: uuid.UUID) -> Response:
+        thread = selectors.thread_get(principal=self.principal, thread_id=pk)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(selectors.message_list(thread=thread), request, view=self)
+        return paginator.get_paginated_response(s.MessageSerializer(page, many=True).data)
+
+    @extend_schema(
+        parameters=[
+            THREAD_ID_PARAMETER,
+            submission.WaitQuerySerializer,
+            submission.IDEMPOTENCY_KEY_PARAMETER,
+        ],
+        request=s.MessageCreateSerializer,
+        responses={
+            202: OpenApiResponse(s.MessageJobSerializer, description="The job is queued or still running."),
+            200: OpenApiResponse(
+                s.MessageJobSerializer,
+                description="With wait=true: the job ended (output, usage or error filled in). "
+                + submission.RETRIED_DESCRIPTION,
+            ),
+            **submission.STREAMED_RESPONSE,
+            **submission.SUBMIT_CONFLICT_RESPONSE,
+        },
+        summary="Send a message: an agent answers it in a job",
+        description="Stores the message and queues a job of the agent; the answer arrives as events (events/, "
+        "the thread's stream) and in the job. With `wait=true` the request waits up to `timeout` seconds for the "
+        "job to end; with `stream=true` the answer is the job's server-sent events until it ends.",
+    )
+    async def post(self, request: Request, tenant: str, pk: uuid.UUID) -> HttpResponseBase:
+        submitted = await db_call(self._submit, request, pk)
+        return await submission.answer_submitted(submitted, body=self._job_body)
+
+    def _submit(self, request: Request, pk: uuid.UUID) -> submission.Submitted:
+        thread = selectors.thread_get(principal=self.principal, thread_id=pk)
+        query = submission.wait_query(request)
+        key = submission.idempotency_key(request)
+        data = _parsed(s.MessageCreateSerializer, request.data)
+        agent = answering_agent(principal=self.principal, thread=thread, slug=data.get("agent"))
+        job, created = submission.submit_message(
+            data, agent=agent, thread=thread, user=caller(request), idempotency_key=key
+        )
+        return submission.Submitted(job, created, query)
+
+    def _job_body(self, job: Job) -> Any:
+        first = selectors.event_list(thread=job.thread, job_id=job.pk).values_list("sequence", flat=True).first()
+        context = {"tenant": self.kwargs["tenant"], "events_after": max(0, (first or 1) - 1)}
+        return s.MessageJobSerializer(job, context=context).data
