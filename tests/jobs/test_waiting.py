@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -27,13 +28,13 @@ def status_reads(queries: CaptureQueriesContext) -> int:
     return sum(1 for query in queries.captured_queries if 'SELECT "jobs_job"."status"' in query["sql"])
 
 
-def wait_while(job: Job, action: object, *, after: float, timeout: float) -> tuple[bool, float]:
+def wait_while(job: Job, action: Callable[[], object], *, after: float, timeout: float) -> tuple[bool, float]:
     """Wait for ``job`` while ``action`` runs ``after`` seconds in; (what job_wait said, seconds it took after)."""
 
     async def scenario() -> tuple[bool, float]:
         waiting = asyncio.create_task(selectors.job_wait(job=job, timeout=timeout))
         await asyncio.sleep(after)
-        await sync_to_async(action)()  # type: ignore[arg-type]
+        await sync_to_async(action)()
         acted = time.monotonic()
         ended = await waiting
         return ended, time.monotonic() - acted
