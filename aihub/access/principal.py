@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404
 
+from aihub.access.cache import remembered
 from aihub.access.models import ApiToken, Membership, Tenant
 from aihub.access.rules import Level, granted_ids, is_granted, permission
 
@@ -70,8 +71,23 @@ def principal_for(*, user: User, tenant_ref: str, auth: Any = None) -> Principal
     Unknown tenants and tenants the user does not belong to are the same 404; a token restricted to another
     tenant is a 403, since its user can see that tenant.
     """
-    memberships = Membership.objects.select_related("tenant").filter(user=user, tenant__is_active=True)
     restricted_to = credential_tenant_id(auth)
+    membership, rules = remembered(
+        ("principal", user.pk, tenant_ref, restricted_to),
+        lambda: _membership_and_rules(user=user, tenant_ref=tenant_ref, restricted_to=restricted_to),
+    )
+    return Principal(
+        user=user,
+        tenant=membership.tenant,
+        membership=membership,
+        rules=rules,
+        ceiling=tuple(membership.tenant.rule_ceiling or ()),
+        scopes=credential_scopes(auth),
+    )
+
+
+def _membership_and_rules(*, user: User, tenant_ref: str, restricted_to: Any) -> tuple[Membership, tuple[str, ...]]:
+    memberships = Membership.objects.select_related("tenant").filter(user=user, tenant__is_active=True)
     if tenant_ref == ACTIVE_TENANT:
         if restricted_to is not None:
             membership = memberships.filter(tenant_id=restricted_to).first()
@@ -85,12 +101,4 @@ def principal_for(*, user: User, tenant_ref: str, auth: Any = None) -> Principal
             raise Http404(f"No tenant {tenant_ref!r}.")
     if restricted_to is not None and membership.tenant_id != restricted_to:
         raise PermissionDenied("This API token is restricted to another tenant.")
-    rules = tuple(dict.fromkeys(rule for role in membership.roles.all() for rule in role.rules))
-    return Principal(
-        user=user,
-        tenant=membership.tenant,
-        membership=membership,
-        rules=rules,
-        ceiling=tuple(membership.tenant.rule_ceiling or ()),
-        scopes=credential_scopes(auth),
-    )
+    return membership, tuple(dict.fromkeys(rule for role in membership.roles.all() for rule in role.rules))

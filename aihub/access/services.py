@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Model, Q
 from django.utils import timezone
 
+from aihub.access.cache import access_changed, remember, remembered
 from aihub.access.models import ApiToken, AuditEvent, ExternalIdentity, Membership, Role, Tenant
 from aihub.access.rules import is_granted, permission, rules_cover, validate_rule
 from aihub.conf import aihub_settings
@@ -409,6 +410,7 @@ def membership_delete(
         successor = Membership.objects.filter(user=user).order_by("-tenant__is_active", "created_at").first()
         if successor is not None:
             Membership.objects.filter(pk=successor.pk).update(is_default=True)
+            access_changed()  # an update sends no signal, and the caller's default tenant just changed
 
 
 @transaction.atomic
@@ -417,6 +419,7 @@ def membership_make_default(*, membership: Membership) -> Membership:
     # Clear first: the partial unique constraint allows one default per user at any moment.
     Membership.objects.filter(user=membership.user, is_default=True).exclude(pk=membership.pk).update(is_default=False)
     Membership.objects.filter(pk=membership.pk).update(is_default=True)
+    access_changed()  # updates send no signal, and the caller's default tenant just changed
     membership.is_default = True
     audit_record(
         action="membership.made_default",
@@ -517,25 +520,31 @@ def api_token_authenticate(*, raw: str) -> ApiToken | None:
     public_id = api_token_public_id(raw)
     if public_id is None:
         return None
-    token = ApiToken.objects.select_related("user", "tenant").filter(public_id=public_id).first()
+    key = ("api-token", public_id)
+    token = remembered(
+        key, lambda: ApiToken.objects.select_related("user", "tenant").filter(public_id=public_id).first()
+    )
     if token is None or not hmac.compare_digest(token.secret_hash, _hash_token(raw)):
         return None
     now = timezone.now()
     if not token.is_usable(now=now) or not token.user.is_active:
         return None
-    api_token_record_use(token=token, now=now)
+    if api_token_record_use(token=token, now=now):
+        remember(key, token)  # so the next request knows the use is recorded for this window
     return token
 
 
-def api_token_record_use(*, token: ApiToken, now: datetime) -> None:
-    """Record a use: one write per token per resolution window, whatever the request rate."""
+def api_token_record_use(*, token: ApiToken, now: datetime) -> bool:
+    """Record a use: one write per token per resolution window, whatever the request rate; True if it wrote
+    (or tried to: another process may have recorded this window's use first)."""
     resolution = timedelta(seconds=aihub_settings.TOKEN_LAST_USED_RESOLUTION_SECONDS)
     if token.last_used_at is not None and now - token.last_used_at < resolution:
-        return
+        return False
     # Conditional, so that concurrent requests (other processes) which all loaded a stale row write once.
     stale = Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - resolution)
     ApiToken.objects.filter(stale, pk=token.pk).update(last_used_at=now)
     token.last_used_at = now
+    return True
 
 
 # --- External identities (OpenID Connect) ----------------------------------------------------------------

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_application_model
@@ -152,10 +154,10 @@ def test_a_malformed_token_is_refused_by_the_service(db: None, raw: str) -> None
 
 
 def test_an_expired_token_is_refused_with_a_problem(membership: Membership) -> None:
-    token = ApiTokenFactory.create(user=membership.user, expires_at=timezone.now() + timedelta(hours=1))
+    token = ApiTokenFactory.create(user=membership.user, expires_at=timezone.now() + timedelta(seconds=0.5))
     assert bearer(token.raw).get("/api/v1/me").status_code == 200
-    # Time passes: the expiry is now behind us.
-    ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    # Time passes: the expiry is now behind us (the row, remembered since the first request, is unchanged).
+    time.sleep(0.6)
 
     response = bearer(token.raw).get("/api/v1/me")
 
@@ -240,6 +242,7 @@ def test_last_used_at_is_recorded_when_the_token_is_used(membership: Membership)
     assert before <= token.last_used_at <= timezone.now()
 
 
+@override_settings(AIHUB={"TOKEN_LAST_USED_RESOLUTION_SECONDS": 0.5})
 def test_last_used_at_is_written_at_most_once_per_resolution_window(membership: Membership) -> None:
     token = ApiTokenFactory.create(user=membership.user)
     client = bearer(token.raw)
@@ -253,13 +256,13 @@ def test_last_used_at_is_written_at_most_once_per_resolution_window(membership: 
     assert len(token_updates(first)) == 1
     assert token_updates(second) == []
     # Once the window has passed, the next use writes again.
-    earlier = timezone.now() - timedelta(seconds=61)
-    ApiToken.objects.filter(pk=token.pk).update(last_used_at=earlier)
+    earlier = ApiToken.objects.get(pk=token.pk).last_used_at
+    time.sleep(0.6)
     with CaptureQueriesContext(connection) as later:
         client.get("/api/v1/me")
     assert len(token_updates(later)) == 1
     token.refresh_from_db()
-    assert token.last_used_at is not None and token.last_used_at > earlier
+    assert token.last_used_at is not None and earlier is not None and token.last_used_at > earlier
 
 
 def test_a_concurrent_use_that_lost_the_race_does_not_write_again(membership: Membership) -> None:
