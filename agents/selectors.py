@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
@@ -33,6 +34,13 @@ def agent_get(*, principal: Principal, slug: str) -> Agent:
     if agent is None:
         raise Http404(f"No agent {slug!r}.")
     return agent
+
+
+@functools.lru_cache(maxsize=1024)
+def agent_version_snapshot(*, agent_id: uuid.UUID, version: int) -> dict[str, Any]:
+    """The configuration an agent had at ``version``. Versions are written once and never changed, so each is
+    read once per process; treat the dict as read-only."""
+    return AgentVersion.objects.values_list("snapshot", flat=True).get(agent_id=agent_id, version=version)
 
 
 def agent_version_list(*, agent: Agent) -> QuerySet[AgentVersion]:

@@ -23,6 +23,20 @@ app.autodiscover_tasks()
 
 logger = logging.getLogger(__name__)
 
+
+def task_send(name: str, *args: Any, countdown: float = 0) -> None:
+    """Send the task called ``name`` to the workers.
+
+    By name, so that services, which queue work, never import the tasks that call back into them: the job path
+    runs one way (service → on commit → task → runner → services). With ``task_always_eager`` (tests) it runs
+    here and now, as ``apply_async`` would (which ignores the countdown then too).
+    """
+    if app.conf.task_always_eager:
+        app.tasks[name].apply(args)
+        return
+    app.send_task(name, args=args, countdown=countdown or None)
+
+
 _embedded_worker_lock = threading.Lock()
 _embedded_worker: threading.Thread | None = None
 _embedded_controller: Any = None

@@ -95,6 +95,9 @@ class Job(models.Model):
     # Not stored: set by job_submit on the job it just admitted, the usage limits (jobs.usage.LimitState) that
     # job brought near their end, for the response's X-Usage-Warning header.
     usage_warnings: tuple[Any, ...] = ()
+    # Not stored: set by job_submit on the job it just created, the id of its first event (job.queued), so the
+    # answer can point at where the job's events start without looking for it.
+    first_event_id: int | None = None
 
     def __str__(self) -> str:
         return f"job {self.id} ({self.status})"

@@ -12,15 +12,14 @@ from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from pydantic import ValidationError
 
-from agents.models import AgentVersion
 from agents.providers.base import ProviderError
 from agents.registry import AgentClass, get_agent_class
 from agents.runtime import AgentRun, AwaitInput, Emit, Reply, Resume, TurnEnded
 from agents.runtime import Artifact as ArtifactOutput
+from agents.selectors import agent_version_snapshot
 from jobs import services
 from jobs.models import CancelMode, Job, JobStatus
 from threads.events import NewEvent
-from threads.models import Message
 from threads.selectors import message_list
 
 logger = logging.getLogger(__name__)
@@ -29,9 +28,10 @@ logger = logging.getLogger(__name__)
 class _EventWriter:
     """Persists a run's events in order; ``llm.chunk`` events are batched so a token stream is not a write each.
 
-    It also keeps the runner in touch with the job's row: a heartbeat every ``JOBS_HEARTBEAT_SECONDS``, and a
-    read of the job's control state (cancellation requested, claim lost) at most every
-    ``JOBS_CHUNK_BATCH_SECONDS``, so that checking for cancellation before every chunk costs no query each.
+    It also keeps the runner in touch with the job's row: a heartbeat every ``JOBS_HEARTBEAT_SECONDS``, and the
+    job's control state (cancellation requested, claim lost) known at most ``JOBS_CHUNK_BATCH_SECONDS`` old —
+    every write of events returns it, so only a run that writes nothing for that long reads it on its own —
+    and checking for cancellation before every chunk costs no query each.
     """
 
     def __init__(self, job: Job) -> None:
@@ -53,8 +53,8 @@ class _EventWriter:
             self.flush()
 
     def flush(self) -> None:
-        if self.pending and not self.lost and not services.job_events_append(job=self.job, events=self.pending):
-            self.lost = True
+        if self.pending and not self.lost:
+            self.record(services.job_events_append(job=self.job, events=self.pending))
         self.pending = []
         self.last_flush = time.monotonic()
         if time.monotonic() - self.last_heartbeat >= settings.JOBS_HEARTBEAT_SECONDS:
@@ -69,19 +69,28 @@ class _EventWriter:
     def check(self) -> None:
         """Read the job's control state now."""
         if not self.lost:
-            control = services.job_control(job=self.job)
-            if control is None:
-                logger.warning("job %s: the claim was lost (re-queued or finished elsewhere); stopping", self.job.id)
-                self.lost = True
-            else:
-                self.cancel_requested = control
+            self.record(services.job_control(job=self.job))
+
+    def record(self, control: str | None) -> None:
+        """Take the job's control state as just read (None: the claim is lost)."""
+        if control is None:
+            logger.warning("job %s: the claim was lost (re-queued or finished elsewhere); stopping", self.job.id)
+            self.lost = True
+        else:
+            self.cancel_requested = control
         self.last_check = time.monotonic()
 
-    def check_due(self) -> None:
-        """Flush and read the control state when the last check is older than a batch interval."""
-        if time.monotonic() - self.last_check >= settings.JOBS_CHUNK_BATCH_SECONDS:
-            self.flush()
+    def flush_and_check(self) -> None:
+        """Write what is pending and know the control state as of now: a write tells it, else it is read."""
+        wrote = bool(self.pending) and not self.lost
+        self.flush()
+        if not wrote:
             self.check()
+
+    def check_due(self) -> None:
+        """Flush and learn the control state when the last check is older than a batch interval."""
+        if time.monotonic() - self.last_check >= settings.JOBS_CHUNK_BATCH_SECONDS:
+            self.flush_and_check()
 
     @property
     def must_stop(self) -> bool:
@@ -99,7 +108,7 @@ def _usage_of(events: list[Emit]) -> dict[str, int]:
 
 def build_run(job: Job, should_stop: Any) -> tuple[type[AgentClass], AgentRun]:
     """The job's agent class and its run, from the agent version the job was submitted with."""
-    snapshot = AgentVersion.objects.get(agent_id=job.agent_id, version=job.agent_version).snapshot
+    snapshot = agent_version_snapshot(agent_id=job.agent_id, version=job.agent_version)
     agent_class = get_agent_class(snapshot["class_name"])
     if agent_class is None:
         raise LookupError(f"Agent class {snapshot['class_name']!r} is not installed.")
@@ -188,10 +197,19 @@ def execute(job: Job) -> None:
 
     # A resumed job's usage so far was stored when it paused; this run adds to it.
     completed: list[Emit] = [Emit("llm.completed", {"usage": job.usage})] if job.resume_state and job.usage else []
-    last_reply: Message | None = None
+    # The latest reply is held back until the run writes something after it, so that a reply that ends the run
+    # is stored in the transaction that finishes the job.
+    held_reply: list[dict[str, Any]] | None = None
+
+    def store_held_reply() -> None:
+        nonlocal held_reply
+        if held_reply is not None and not writer.lost:
+            writer.lost = services.job_reply(job=job, content=held_reply) is None
+        held_reply = None
 
     def fail(detail: str, *, status: int = 500, type_slug: str = "job-failed") -> None:
         writer.flush()
+        store_held_reply()
         if writer.lost:
             return
         services.job_finish(
@@ -206,26 +224,26 @@ def execute(job: Job) -> None:
         agent_class, run = build_run(job, should_stop)
         run.publish_artifact = partial(_publish, job, writer)
         for output in agent_class(run).execute():
+            if not isinstance(output, TurnEnded | Reply):
+                store_held_reply()
             if isinstance(output, Emit):
                 writer.add(output)
                 if output.type == "llm.completed":
                     completed.append(output)
             elif isinstance(output, Reply):
                 writer.flush()
-                last_reply = services.job_reply(job=job, content=output.content) if not writer.lost else None
-                writer.lost = writer.lost or last_reply is None
+                store_held_reply()
+                held_reply = output.content
             elif isinstance(output, ArtifactOutput):
                 _publish_or_report(job, writer, output)
             elif isinstance(output, TurnEnded):
-                writer.flush()
-                writer.check()
+                writer.flush_and_check()
                 if writer.cancel_requested:
                     break
             elif isinstance(output, AwaitInput):
                 # What was complete is persisted; the job then waits in requires_action and this worker is free.
                 # A cancellation asked for meanwhile wins over pausing (it ends the job below).
-                writer.flush()
-                writer.check()
+                writer.flush_and_check()
                 if not writer.lost and not writer.cancel_requested:
                     request, state = output.request, output.state
                     if services.job_await(job=job, request=request, state=state, usage=_usage_of(completed)):
@@ -237,12 +255,12 @@ def execute(job: Job) -> None:
         writer.flush()
         if writer.lost:
             return
-        writer.check()
-        usage = _usage_of(completed)
-        # What was complete is kept: an ``after_turn`` cancellation may come after the last reply.
-        output_body = {"message": str(last_reply.id), "content": last_reply.content} if last_reply else {}
+        # What was complete is kept: an ``after_turn`` cancellation may come after the last reply (job_finish
+        # then ends the job cancelled, with the reply).
         status = JobStatus.CANCELLED if writer.cancel_requested else JobStatus.SUCCEEDED
-        services.job_finish(job=job, status=status, output=output_body, usage=usage, claimed=True)
+        services.job_finish(
+            job=job, status=status, output={}, usage=_usage_of(completed), reply=held_reply, claimed=True
+        )
     except ProviderError as exc:
         fail(exc.detail, status=exc.status, type_slug=exc.type_slug)
     except (ValidationError, LookupError) as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
@@ -12,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q, QuerySet
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, F, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
@@ -22,6 +23,7 @@ from agents.providers import DEFAULT_MODEL
 from agents.registry import get_agent_class
 from agents.runtime import RESPONSE_ACTIONS
 from aihub.api.problems import Conflict, problem
+from aihub.celery import task_send
 from jobs import usage as accounting
 from jobs import webhooks
 from jobs.models import ACTIVE_STATUSES, FINAL_STATUSES, Artifact, ArtifactKind, CancelMode, Job, JobStatus
@@ -44,9 +46,7 @@ _FINAL_EVENT = {
 
 
 def _enqueue(job_id: uuid.UUID) -> None:
-    from jobs.tasks import run_job
-
-    run_job.delay(str(job_id))
+    task_send("jobs.run_job", str(job_id))
 
 
 def job_summary(job: Job) -> dict[str, Any]:
@@ -186,7 +186,7 @@ def _submit(
     message = thread_services.message_create(thread=locked, role=MessageRole.USER, content=blocks, author=user)
     job = Job.objects.create(
         id=job_id or uuid.uuid4(),
-        tenant=agent.tenant,
+        tenant_id=agent.tenant_id,
         thread=locked,
         agent=agent,
         agent_version=agent.version,
@@ -208,6 +208,7 @@ def _submit(
         accounting.usage_admit(job=job, user=user, agent_slug=agent.slug, input_tokens=len(text_of(blocks)) // 4 + 1)
     )
     thread_services.events_append(thread=locked, events=[_job_event(job, EventType.JOB_QUEUED)])
+    job.first_event_id = locked.last_sequence
     transaction.on_commit(partial(_enqueue, job.id))
     return job
 
@@ -244,21 +245,25 @@ def job_claim(*, job_id: uuid.UUID, worker: str) -> Job | None:
             | Q(status=JobStatus.QUEUED, created_at__lt=job.created_at)
         )
         .exclude(pk=job.pk)
-        .exists()
     )
-    if ahead:
+    start = {
+        "status": JobStatus.RUNNING,
+        "worker": worker[:200],
+        "started_at": now,
+        "heartbeat_at": now,
+        "attempts": job.attempts + 1,
+        "cancel_requested": "",
+    }
+    # One conditional UPDATE decides: still queued, on the attempt read above (so the row in hand is the row
+    # claimed, with no re-read), and nothing ahead of it on the thread (stable under the thread's lock).
+    if (
+        not Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED, attempts=job.attempts)
+        .filter(~Exists(ahead))
+        .update(**start)
+    ):
         return None
-    claimed = Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
-        status=JobStatus.RUNNING,
-        worker=worker[:200],
-        started_at=now,
-        heartbeat_at=now,
-        attempts=F("attempts") + 1,
-        cancel_requested="",
-    )
-    if not claimed:
-        return None
-    job.refresh_from_db()
+    for field, value in start.items():
+        setattr(job, field, value)
     thread_services.events_append(thread=job.thread, events=[_job_event(job, EventType.JOB_STARTED)])
     return job
 
@@ -266,8 +271,13 @@ def job_claim(*, job_id: uuid.UUID, worker: str) -> Job | None:
 def _lock_thread(thread_id: uuid.UUID) -> None:
     """Take the thread's row lock. Every change of a job's status holds it, and takes it before the job's row:
     one lock order everywhere (thread, then job), so a cancel, an interrupt and a finishing runner queue up
-    instead of deadlocking; and under it a job's status is stable."""
-    Thread.objects.select_for_update().filter(pk=thread_id).first()
+    instead of deadlocking; and under it a job's status is stable.
+
+    SQLite has no row locks: its transactions take the database's write lock at BEGIN (IMMEDIATE), which
+    serialises them all the more, so there is nothing to ask for.
+    """
+    if connection.features.has_select_for_update:
+        Thread.objects.select_for_update().filter(pk=thread_id).values_list("pk", flat=True).first()
 
 
 def _owned(job: Job) -> QuerySet[Job]:
@@ -291,14 +301,42 @@ def job_control(*, job: Job) -> str | None:
     return None if row is None else str(row)
 
 
-@transaction.atomic
-def job_events_append(*, job: Job, events: list[NewEvent]) -> bool:
-    """Append a running job's events while its claim holds; False (and nothing written) once it is lost."""
-    _lock_thread(job.thread_id)
-    if not _owned(job).exists():
-        return False
-    thread_services.events_append(thread=job.thread, events=events)
-    return True
+class _ClaimLost(Exception):
+    """Raised inside a runner's write to undo it (sequence numbers too) when the claim turns out to be lost."""
+
+
+def job_events_append(*, job: Job, events: list[NewEvent]) -> str | None:
+    """Append a running job's events while its claim holds. Returns what ``job_control`` would (so a runner
+    that writes learns of a cancellation without asking): None, with nothing written, once the claim is lost."""
+    try:
+        with transaction.atomic():
+            # Reserving the numbers takes the thread's lock (see _lock_thread), under which the claim is checked.
+            first = thread_services.events_reserve(thread_id=job.thread_id, count=len(events))
+            control = job_control(job=job)
+            if control is None:
+                raise _ClaimLost
+            thread_services.events_insert(thread=job.thread, events=events, first=first)
+    except _ClaimLost:
+        return None
+    return control
+
+
+def _reply_create(
+    job: Job,
+    content: list[dict[str, Any]],
+    *,
+    message_id: uuid.UUID | None = None,
+    followed_by: Sequence[NewEvent] = (),
+) -> Message:
+    return thread_services.message_create(
+        thread=job.thread,
+        role=MessageRole.ASSISTANT,
+        content=content,
+        agent_id=job.agent_id,
+        job_id=job.id,
+        message_id=message_id,
+        followed_by=followed_by,
+    )
 
 
 @transaction.atomic
@@ -307,9 +345,7 @@ def job_reply(*, job: Job, content: list[dict[str, Any]]) -> Message | None:
     _lock_thread(job.thread_id)
     if not _owned(job).exists():
         return None
-    return thread_services.message_create(
-        thread=job.thread, role=MessageRole.ASSISTANT, content=content, agent_id=job.agent_id, job_id=job.id
-    )
+    return _reply_create(job, content)
 
 
 @transaction.atomic
@@ -321,14 +357,31 @@ def job_finish(
     usage: dict[str, Any] | None = None,
     error: dict[str, Any] | None = None,
     claimed: bool = False,
+    reply: list[dict[str, Any]] | None = None,
 ) -> bool:
     """Put a job in a final state and append its final event; False when it was already final.
 
     ``claimed``: the caller is the runner of the job's current attempt; it only finishes the job while that
-    claim holds (see ``_owned``).
+    claim holds (see ``_owned``), and a run that would succeed ends ``cancelled`` when a cancellation was asked
+    for meanwhile (``after_turn`` comes after the last reply). ``reply``: the run's last assistant message,
+    stored in the same transaction (and the job's output names it).
     """
+    if reply is not None and not claimed:
+        raise ValueError("Only the runner of the job's claim stores its reply.")
+    _lock_thread(job.thread_id)
+    if claimed:
+        # Under the thread's lock the claim cannot be lost from here on: the update and the reply below land.
+        cancel_requested = _owned(job).values_list("cancel_requested", flat=True).first()
+        if cancel_requested is None:
+            return False
+        if cancel_requested and status == JobStatus.SUCCEEDED:
+            status = JobStatus.CANCELLED
     now = timezone.now()
     changes: dict[str, Any] = {"status": status, "finished_at": now}
+    reply_id = uuid.uuid4()
+    if reply is not None:
+        reply = validate_content(reply)
+        output = {"message": str(reply_id), "content": reply}
     if output is not None:
         changes["output"] = output
     # Every ended job is accounted: tokens (those of a pause when the run gives none), priced at the catalogue's
@@ -340,18 +393,24 @@ def job_finish(
     # A final job waits for nothing and will not resume (its request stays in the job.requires_action event).
     changes["pending_action"] = None
     changes["resume_state"] = None
-    _lock_thread(job.thread_id)
     rows = _owned(job) if claimed else Job.objects.filter(pk=job.pk).exclude(status__in=FINAL_STATUSES)
     if not rows.update(**changes):
         return False
-    job.refresh_from_db()
+    # The row now holds exactly these values: the instance takes them without a re-read.
+    for field, value in changes.items():
+        setattr(job, field, value)
     accounting.usage_settle(job=job)
     data: dict[str, Any] = {"usage": job.usage}
     if job.output:
         data["output"] = job.output
     if job.error:
         data["error"] = job.error
-    thread_services.events_append(thread=job.thread, events=[_job_event(job, _FINAL_EVENT[status], **data)])
+    final = _job_event(job, _FINAL_EVENT[status], **data)
+    if reply is not None:
+        # The reply and the final event in one write: a follower sees the message, then the end.
+        _reply_create(job, reply, message_id=reply_id, followed_by=[final])
+    else:
+        thread_services.events_append(thread=job.thread, events=[final])
     transaction.on_commit(partial(job_start_next, thread_id=job.thread_id))
     if job.webhook:
         transaction.on_commit(partial(webhooks.webhook_enqueue, job_id=job.pk))

@@ -7,7 +7,7 @@ import uuid
 from celery import shared_task
 from django.conf import settings
 
-from jobs import runner, services, webhooks
+from jobs import runner, schedules, services, webhooks
 
 
 @shared_task(
@@ -48,6 +48,4 @@ def deliver_webhook(job_id: str, attempt: int = 1) -> str:
 @shared_task(name="jobs.fire_schedules", acks_late=True, soft_time_limit=120, time_limit=150)
 def fire_schedules() -> int:
     """Fire the schedules whose tick has come (beat runs this; each tick fires once however often it runs)."""
-    from jobs.schedules import schedules_fire_due
-
-    return schedules_fire_due()
+    return schedules.schedules_fire_due()

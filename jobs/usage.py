@@ -55,7 +55,9 @@ def usage_priced(*, model: str, usage: dict[str, Any]) -> tuple[dict[str, Any], 
     """The usage as a job records it (tokens, cost, currency, model) and its cost, at the catalogue's prices."""
     input_tokens = max(0, int(usage.get("input_tokens", 0) or 0))
     output_tokens = max(0, int(usage.get("output_tokens", 0) or 0))
-    cost = model_prices(model).cost(input_tokens=input_tokens, output_tokens=output_tokens)
+    # Nothing used costs nothing at any price: the catalogue is not read for it.
+    used = input_tokens or output_tokens
+    cost = model_prices(model).cost(input_tokens=input_tokens, output_tokens=output_tokens) if used else Decimal(0)
     body = {
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,

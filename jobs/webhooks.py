@@ -31,6 +31,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from aihub import outbound
+from aihub.celery import task_send
 from aihub.conf import aihub_settings
 from jobs.models import FINAL_STATUSES, Job, WebhookDelivery
 
@@ -92,9 +93,7 @@ def retry_delay(attempt: int) -> float:
 
 
 def webhook_enqueue(*, job_id: uuid.UUID, attempt: int = 1, countdown: float = 0) -> None:
-    from jobs.tasks import deliver_webhook
-
-    deliver_webhook.apply_async((str(job_id), attempt), countdown=countdown)
+    task_send("jobs.deliver_webhook", str(job_id), attempt, countdown=countdown)
 
 
 def webhook_deliver(*, job_id: uuid.UUID, attempt: int) -> WebhookDelivery | None:

@@ -15,6 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from aihub.access.models import Tenant
+from aihub.celery import task_send
 from aihub.extraction import TEXT_MEDIA_TYPES, normalize_media_type, sniff_media_type
 from knowledge.embedders import EmbeddingError, get_embedder, validate_embedder_name
 from knowledge.models import Chunk, Collection, Document
@@ -140,10 +141,8 @@ def _delete_files(names: list[str]) -> None:
 
 
 def _enqueue(document_ids: list[Any]) -> None:
-    from knowledge.tasks import ingest_document
-
     for document_id in document_ids:
-        ingest_document.delay(str(document_id))
+        task_send("knowledge.ingest_document", str(document_id))
 
 
 def clean_metadata(metadata: Any) -> dict[str, Any]:

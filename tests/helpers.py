@@ -11,6 +11,7 @@ from django.db.models import Model
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from aihub.celery import app as celery_app
 from tests.factories import ApiTokenFactory
 
 PROBLEM = "application/problem+json"
@@ -71,3 +72,28 @@ def client_for(user: Any, **token_kwargs: Any) -> APIClient:
 def admin_url(model: type[Model], view: str, *args: Any) -> str:
     """The URL of one of the admin's pages of an access model: ``admin_url(Tenant, "change", tenant.pk)``."""
     return reverse(f"admin:access_{model._meta.model_name}_{view}", args=args)
+
+
+def drain_sent_messages(name: str) -> list[tuple[list[Any], str | None]]:
+    """Take every message off the default Celery queue (the broker the suite runs with); returns the arguments
+    and the ``eta`` header of each message of the task called ``name``, in order."""
+    sent: list[tuple[list[Any], str | None]] = []
+    with celery_app.connection_for_write() as connection:
+        queue = connection.SimpleQueue("celery")
+        try:
+            while True:
+                try:
+                    message = queue.get(block=False)
+                except queue.Empty:
+                    break
+                if message.headers.get("task") == name:
+                    sent.append((list(message.decode()[0]), message.headers.get("eta")))
+                message.ack()
+        finally:
+            queue.close()
+    return sent
+
+
+def drain_sent_tasks(name: str) -> list[str]:
+    """Like ``drain_sent_messages``: the first argument of each message (the id the task is given)."""
+    return [str(args[0]) for args, _ in drain_sent_messages(name)]

@@ -27,12 +27,14 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 
-def _reserve_sequences(thread_id: uuid.UUID, count: int) -> int:
+def events_reserve(*, thread_id: uuid.UUID, count: int) -> int:
     """Reserve ``count`` consecutive sequence numbers of a thread and return the first.
 
     One ``UPDATE ... RETURNING`` on the thread's own row: it locks that row (not the table) until the
     transaction ends, so events of one thread are numbered in commit order and a rollback returns the numbers
-    with everything else — the log has no gaps. Other threads are not held up.
+    with everything else — the log has no gaps. Other threads are not held up. Being the thread's row lock, it
+    is also the lock a job's status change takes first (jobs.services): a write that appends events anyway
+    takes the lock and its numbers in one statement.
     """
     with connection.cursor() as cursor:
         cursor.execute(
@@ -46,12 +48,11 @@ def _reserve_sequences(thread_id: uuid.UUID, count: int) -> int:
     return int(row[0]) - count + 1
 
 
-@transaction.atomic
-def events_append(*, thread: Thread, events: Sequence[NewEvent]) -> list[Event]:
-    """Append events to the thread's log, numbered in order; they are published once the transaction commits."""
+def events_insert(*, thread: Thread, events: Sequence[NewEvent], first: int) -> list[Event]:
+    """Insert events numbered from ``first`` (reserved by ``events_reserve`` in this transaction) in one
+    statement; they are published once the transaction commits."""
     if not events:
         return []
-    first = _reserve_sequences(thread.pk, len(events))
     now = timezone.now()
     created = Event.objects.bulk_create(
         Event(
@@ -70,6 +71,16 @@ def events_append(*, thread: Thread, events: Sequence[NewEvent]) -> list[Event]:
     payloads = [event_payload(event) for event in created]
     transaction.on_commit(lambda: publish(thread_id=thread.pk, tenant_id=thread.tenant_id, payloads=payloads))
     return created
+
+
+# Nested in a caller's transaction (the usual case), these helpers add no savepoint of their own: they are part of
+# the caller's all-or-nothing write, and a savepoint would be two more round trips each.
+@transaction.atomic(savepoint=False)
+def events_append(*, thread: Thread, events: Sequence[NewEvent]) -> list[Event]:
+    """Append events to the thread's log, numbered in order; they are published once the transaction commits."""
+    if not events:
+        return []
+    return events_insert(thread=thread, events=events, first=events_reserve(thread_id=thread.pk, count=len(events)))
 
 
 @transaction.atomic
@@ -102,7 +113,7 @@ def thread_update(*, thread: Thread, title: str | None = None, metadata: dict[st
     return thread
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def thread_member_add(*, thread: Thread, user: User | None = None, agent_id: uuid.UUID | None = None) -> ThreadMember:
     member, _ = ThreadMember.objects.get_or_create(thread=thread, user=user, agent_id=agent_id)
     return member
@@ -113,7 +124,7 @@ def thread_delete(*, thread: Thread) -> None:
     thread.delete()
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def message_create(
     *,
     thread: Thread,
@@ -123,9 +134,13 @@ def message_create(
     agent_id: uuid.UUID | None = None,
     job_id: uuid.UUID | None = None,
     metadata: dict[str, Any] | None = None,
+    message_id: uuid.UUID | None = None,
+    followed_by: Sequence[NewEvent] = (),
 ) -> Message:
-    """Store a message and append ``message.created`` (carrying the whole message) to the log."""
+    """Store a message and append ``message.created`` (carrying the whole message) to the log, then
+    ``followed_by`` in the same write (events the caller's change adds after the message)."""
     message = Message.objects.create(
+        id=message_id or uuid.uuid4(),
         thread=thread,
         role=str(role),
         content=validate_content(content),
@@ -136,7 +151,10 @@ def message_create(
     )
     events_append(
         thread=thread,
-        events=[NewEvent(EventType.MESSAGE_CREATED, message_data(message), job_id=job_id, agent_id=agent_id)],
+        events=[
+            NewEvent(EventType.MESSAGE_CREATED, message_data(message), job_id=job_id, agent_id=agent_id),
+            *followed_by,
+        ],
     )
     return message
 

@@ -364,7 +364,7 @@ def _answer(job: Job, body: Callable[[Job], Any], *, created: bool) -> Response:
 
 def _answer_fresh(job: Job, body: Callable[[Job], Any], *, created: bool) -> Response:
     fresh = Job.objects.select_related("agent", "thread").get(pk=job.pk)
-    fresh.usage_warnings = job.usage_warnings  # not stored: the submission's own
+    fresh.usage_warnings, fresh.first_event_id = job.usage_warnings, job.first_event_id  # the submission's own
     return _answer(fresh, body, created=created)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from aihub.celery import app as celery_app
 from jobs import runner, services
 from jobs.models import Job
+from tests.helpers import drain_sent_tasks
 from threads.models import Event, Message, Thread
 
 
@@ -41,19 +41,4 @@ def assistant_messages(job: Job) -> list[Message]:
 
 def drain_sent_jobs() -> list[str]:
     """Take every message off the default Celery queue; returns the job ids of the run_job messages, in order."""
-    ids: list[str] = []
-    with celery_app.connection_for_write() as connection:
-        queue = connection.SimpleQueue("celery")
-        try:
-            while True:
-                try:
-                    message = queue.get(block=False)
-                except queue.Empty:
-                    break
-                if message.headers.get("task") == "jobs.run_job":
-                    args = message.decode()[0]
-                    ids.append(str(args[0]))
-                message.ack()
-        finally:
-            queue.close()
-    return ids
+    return drain_sent_tasks("jobs.run_job")

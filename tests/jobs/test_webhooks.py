@@ -11,14 +11,13 @@ from rest_framework.test import APIClient
 
 from agents.models import Agent
 from aihub.access.models import Membership
-from aihub.celery import app as celery_app
 from jobs import webhooks
 from jobs.models import Job, WebhookDelivery
 from jobs.tasks import deliver_webhook
 from tests.agents.factories import AgentFactory
 from tests.factories import MembershipFactory
 from tests.file_server import FileServer, Route
-from tests.helpers import ClientAs, assert_invalid, assert_problem
+from tests.helpers import ClientAs, assert_invalid, assert_problem, drain_sent_messages
 from tests.jobs.helpers import run_now
 
 pytestmark = pytest.mark.django_db
@@ -28,21 +27,7 @@ SECRET = "whsec-test-0123456789"
 
 def sent_deliveries() -> list[tuple[list[Any], Any]]:
     """Take every message off the default Celery queue; the (args, eta) of the deliver_webhook ones, in order."""
-    sent: list[tuple[list[Any], Any]] = []
-    with celery_app.connection_for_write() as connection:
-        queue = connection.SimpleQueue("celery")
-        try:
-            while True:
-                try:
-                    message = queue.get(block=False)
-                except queue.Empty:
-                    break
-                if message.headers.get("task") == "jobs.deliver_webhook":
-                    sent.append((list(message.decode()[0]), message.headers.get("eta")))
-                message.ack()
-        finally:
-            queue.close()
-    return sent
+    return drain_sent_messages("jobs.deliver_webhook")
 
 
 @pytest.fixture(autouse=True)

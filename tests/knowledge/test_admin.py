@@ -14,6 +14,7 @@ from knowledge.embedders import Embedder
 from knowledge.models import Chunk, Collection, Document
 from knowledge.pipeline import document_ingest
 from tests.factories import TenantFactory, UserFactory
+from tests.helpers import drain_sent_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +32,7 @@ def tenant(minilm: Embedder) -> Tenant:
 
 
 def test_an_operator_creates_a_collection_uploads_searches_and_deletes(
-    admin_site: Client, tenant: Tenant, django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch
+    admin_site: Client, tenant: Tenant, django_capture_on_commit_callbacks: Any
 ) -> None:
     response = admin_site.post(
         reverse("admin:knowledge_collection_add"),
@@ -49,10 +50,7 @@ def test_an_operator_creates_a_collection_uploads_searches_and_deletes(
     collection = Collection.objects.get(slug="manuals")
     assert (collection.dimensions, collection.chunk_size) == (384, 128)
 
-    from knowledge import tasks
-
-    queued: list[str] = []
-    monkeypatch.setattr(tasks.ingest_document, "delay", queued.append)
+    drain_sent_tasks("knowledge.ingest_document")
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_site.post(
             reverse("admin:knowledge_document_add"),
@@ -66,7 +64,7 @@ def test_an_operator_creates_a_collection_uploads_searches_and_deletes(
         )
     assert response.status_code == 302, response.context["adminform"].form.errors
     document = Document.objects.get()
-    assert queued == [str(document.pk)]
+    assert drain_sent_tasks("knowledge.ingest_document") == [str(document.pk)]
     assert (document.title, document.media_type, document.metadata) == ("pump.md", "text/markdown", {"model": "P-100"})
     document_ingest(document_id=document.pk)
 

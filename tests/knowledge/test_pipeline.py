@@ -13,6 +13,7 @@ from knowledge.embedders import Embedder
 from knowledge.models import Chunk, Collection, Document
 from knowledge.pipeline import document_claim, document_ingest
 from knowledge.search import search
+from tests.helpers import drain_sent_tasks
 from tests.knowledge.factories import CollectionFactory, add_document
 from tests.sample_files import make_encrypted_pdf, make_pdf
 
@@ -227,14 +228,14 @@ def test_deleting_the_tenant_removes_its_documents_files_and_full_text_rows(
 
 
 def test_the_task_enqueued_after_commit_ingests(
-    collection: Collection, django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch
+    collection: Collection, django_capture_on_commit_callbacks: Any
 ) -> None:
     from knowledge import tasks
 
-    sent: list[str] = []
-    monkeypatch.setattr(tasks.ingest_document, "delay", sent.append)
+    drain_sent_tasks("knowledge.ingest_document")
     with django_capture_on_commit_callbacks(execute=True):
         submitted = services.document_submit(collection=collection, content=b"Queued text.", filename="q.txt")
+    sent = drain_sent_tasks("knowledge.ingest_document")
     assert sent == [str(submitted.document.pk)]
     assert tasks.ingest_document(sent[0]) == "ready"
     assert tasks.ingest_document(sent[0]) == "not claimed"  # idempotent

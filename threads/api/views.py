@@ -266,6 +266,8 @@ class ThreadMessagesView(AsyncTenantApiView):
         return submission.Submitted(job, created, query)
 
     def _job_body(self, job: Job) -> Any:
-        first = selectors.event_list(thread=job.thread, job_id=job.pk).values_list("sequence", flat=True).first()
+        first = job.first_event_id or (
+            selectors.event_list(thread=job.thread, job_id=job.pk).values_list("sequence", flat=True).first()
+        )
         context = {"tenant": self.kwargs["tenant"], "events_after": max(0, (first or 1) - 1)}
         return s.MessageJobSerializer(job, context=context).data
