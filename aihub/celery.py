@@ -32,6 +32,8 @@ def task_send(name: str, *args: Any, countdown: float = 0) -> None:
     here and now, as ``apply_async`` would (which ignores the countdown then too).
     """
     if app.conf.task_always_eager:
+        if name not in app.tasks:
+            app.loader.import_default_modules()  # the apps' tasks modules, which autodiscovery imports lazily
         app.tasks[name].apply(args)
         return
     app.send_task(name, args=args, countdown=countdown or None)

@@ -19,6 +19,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_PAGE_SIZE": 200,
     "PROBLEM_PATH_PREFIXES": ["/api/"],
     "READINESS_TIMEOUT_SECONDS": 2.0,
+    # What a 503 for an unavailable database, Redis or broker (aihub.unavailable) tells the client to wait.
+    "UNAVAILABLE_RETRY_AFTER_SECONDS": 2,
     # Live streams (threads.consumers, threads.sse).
     "WS_AUTH_TIMEOUT_SECONDS": 5.0,
     "WS_MAX_FRAME_BYTES": 64 * 1024,

@@ -50,6 +50,9 @@ else:
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 VAR_DIR = Path(env.str("AIHUB_VAR_DIR", default=str(BASE_DIR / "var")))
+# Created here, whatever the configuration: the SQLite file, media and beat's schedule live in it by default, and
+# a process started any way (manage.py, daphne, celery) finds it.
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 INSTALLED_APPS = [
     "daphne",
@@ -114,26 +117,42 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------------------------
 
 DATABASE_URL = env.str("DATABASE_URL", default="")
+# Every SQLite database aihub opens gets these, the embedded one and one named by DATABASE_URL alike. WAL lets the
+# server and the worker read while one of them writes; IMMEDIATE takes the write lock at BEGIN so two writers
+# queue (up to the timeout) instead of one failing with "database is locked" when it upgrades a read.
+SQLITE_OPTIONS = {
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+}
 if DATABASE_URL:
     DATABASES: dict[str, dict[str, Any]] = {"default": env.db_url_config(DATABASE_URL)}
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": env.str("SQLITE_PATH", default=str(VAR_DIR / "aihub.sqlite3")),
-            "OPTIONS": {
-                # WAL lets the server and the in-process worker read while one of them writes;
-                # IMMEDIATE takes the write lock at BEGIN so two writers queue instead of deadlocking.
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
-            },
         }
     }
-EMBEDDED = not DATABASE_URL
+_database = DATABASES["default"]
+_database.setdefault("OPTIONS", {})
+if _database["ENGINE"] == "django.db.backends.sqlite3":
+    _database["OPTIONS"] = {**SQLITE_OPTIONS, **_database["OPTIONS"]}
+elif _database["ENGINE"] == "django.db.backends.postgresql" and env.bool("DATABASE_POOL", default=True):
+    # A pool per process (psycopg_pool through Django): a request borrows a connection for each short database
+    # call and gives it back, so a server holds at most max_size connections however many requests it serves,
+    # and a request that finds the pool empty for `timeout` seconds is answered 503 with Retry-After.
+    _database["CONN_MAX_AGE"] = 0  # what Django requires with a pool: the pool keeps connections, not threads
+    _database["OPTIONS"]["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
+        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=20),
+        "timeout": env.float("DATABASE_POOL_TIMEOUT_SECONDS", default=3.0),
+        "max_idle": env.float("DATABASE_POOL_MAX_IDLE_SECONDS", default=60.0),
+    }
+else:
+    # Without a pool (DATABASE_POOL=false, e.g. behind PgBouncer; or another database) each thread keeps its own.
+    _database.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=0))
+_database["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache, channel layer, Celery -----------------------------------------------------------------
@@ -297,7 +316,11 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "aihub API",
     "DESCRIPTION": "Agents, threads, jobs and knowledge of a self-hosted AI agent hub. "
-    "Errors are RFC 7807 problem details (application/problem+json).",
+    "Errors are RFC 7807 problem details (application/problem+json); a dependency that is unavailable (database, "
+    "Redis, broker) is a 503 with Retry-After naming it. Live events: the SSE routes here, and the WebSocket "
+    "/ws/v1/{tenant}/threads/{id}/, which streams from ?last_event_id= as it connects (or, with ?subscribe=manual, "
+    "from the first subscribe frame); a subscribe frame on a thread already streaming goes on from the greater of "
+    "the last id sent and the one asked for, so no event id is sent twice on one connection.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
@@ -392,6 +415,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 MEDIA_ROOT = Path(env.str("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media")))
+MEDIA_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

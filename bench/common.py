@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -55,3 +57,20 @@ def configure_django(var_dir: Path, *, database_url: str | None = None) -> None:
     (var_dir / "static").mkdir(exist_ok=True)
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop_processes(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate the processes, then wait for each (killing what does not stop within 15 s)."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()

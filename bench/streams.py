@@ -46,7 +46,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import DEFAULT_POSTGRES, REPO_ROOT, percentile, recreate_database
+from bench.common import DEFAULT_POSTGRES, REPO_ROOT, free_port, percentile, recreate_database, stop_processes
 
 SERVER = DEFAULT_POSTGRES  # with pgvector, which the knowledge app's migrations need
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
@@ -62,12 +62,6 @@ def reachable(url: str, default_port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http_json(url: str, *, body: dict[str, Any] | None = None, token: str = "") -> tuple[int, Any]:
@@ -149,13 +143,7 @@ def serve(env: dict[str, str], *, worker: bool) -> Iterator[Server]:
             time.sleep(0.2)
         yield Server(base, token.group(0), processes[0].pid)
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(processes)
 
 
 @dataclass

@@ -7,15 +7,15 @@ import contextlib
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from channels.layers import get_channel_layer
 from django.db.models import QuerySet
 from django.http import Http404
 
 from aihub.db import db_call
 from jobs.models import FINAL_STATUSES, Artifact, Job, JobStatus, WebhookDelivery
-from threads.events import JOB_FINAL_EVENTS, EventType, serve_events_from, thread_group
+from threads.events import JOB_FINAL_EVENTS, EventType, thread_group
+from threads.fanout import event_hub
 from threads.selectors import thread_list
 
 if TYPE_CHECKING:
@@ -40,50 +40,39 @@ def _job_status(job_id: uuid.UUID) -> str | None:
 async def job_wait(*, job: Job, timeout: float) -> bool:
     """Wait until the job has ended or asks for action, or ``timeout`` seconds have passed; True if it did.
 
-    Woken by the channel layer: the waiter joins the thread's group, then reads the job's status once (so an
-    end committed before it joined is not missed), then sleeps on the group's messages. It holds no thread and
-    no database connection meanwhile. The database stays the truth: every ``JOB_WAIT_RECHECK_SECONDS`` it reads
-    the status again, in case the layer dropped the job's final event, and when the layer itself fails (Redis
-    gone) it says so once and waits on those re-checks alone. The caller reads the job afresh afterwards.
+    Woken by the channel layer: the waiter listens to the thread's group (threads.fanout), then reads the job's
+    status once (so an end committed before it listened is not missed), then sleeps until the group brings the
+    job's ending event. It holds no thread and no database connection meanwhile. The database stays the truth:
+    every ``JOB_WAIT_RECHECK_SECONDS``, and whenever the hub says something may have been missed (the layer
+    failed, and the hub logged it), it reads the status again. The caller reads the job afresh afterwards.
     """
     job_ref = str(job.pk)
     deadline = time.monotonic() + max(0.0, min(timeout, JOB_WAIT_MAX_SECONDS))
-    serve_events_from(asyncio.get_running_loop())
-    layer = get_channel_layer()
-    channel, group = None, thread_group(job.thread_id)
+    woken, ended = asyncio.Event(), asyncio.Event()
+
+    def on_events(events: list[dict[str, Any]]) -> None:
+        if any(e.get("job") == job_ref and e.get("type") in _WAIT_ENDING_EVENTS for e in events):
+            ended.set()  # published after its commit: no need to read the row to believe it
+            woken.set()
+        elif not events:
+            woken.set()  # the hub may have missed something: read the row
+
+    hub, group = event_hub(), thread_group(job.thread_id)
+    await hub.listen(group, on_events)
     try:
-        if layer is not None:
-            try:
-                channel = await layer.new_channel()
-                await layer.group_add(group, channel)
-            except Exception:  # the layer is down: the re-checks alone will do
-                logger.warning("job %s: the channel layer is unavailable; waiting on database re-checks", job.pk)
-                channel = None
         while True:
+            woken.clear()
             if await db_call(_job_status, job.pk) in WAIT_ENDS:
                 return True
-            recheck_at = min(deadline, time.monotonic() + JOB_WAIT_RECHECK_SECONDS)
-            while (remaining := recheck_at - time.monotonic()) > 0:
-                if channel is None:
-                    await asyncio.sleep(remaining)
-                    break
-                try:
-                    message = await asyncio.wait_for(layer.receive(channel), timeout=remaining)
-                except TimeoutError:
-                    break
-                except Exception:
-                    logger.warning("job %s: lost the channel layer; waiting on database re-checks", job.pk)
-                    channel = None
-                    continue
-                events = message.get("events", ()) if message.get("type") == "thread.events" else ()
-                if any(e.get("job") == job_ref and e.get("type") in _WAIT_ENDING_EVENTS for e in events):
-                    return True
-            if time.monotonic() >= deadline:
-                return await db_call(_job_status, job.pk) in WAIT_ENDS
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), timeout=min(remaining, JOB_WAIT_RECHECK_SECONDS))
+            if ended.is_set():
+                return True
     finally:
-        if channel is not None:
-            with contextlib.suppress(Exception):
-                await layer.group_discard(group, channel)
+        await hub.unlisten(group, on_events)
 
 
 def job_list(*, principal: Principal) -> QuerySet[Job]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
 
 from agents.models import Agent
 from agents.providers import DEFAULT_MODEL
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
 
 BusyPolicy = Literal["reject", "enqueue", "interrupt"]
 
+logger = logging.getLogger(__name__)
+
 _FINAL_EVENT = {
     JobStatus.SUCCEEDED: EventType.JOB_SUCCEEDED,
     JobStatus.FAILED: EventType.JOB_FAILED,
@@ -46,7 +50,12 @@ _FINAL_EVENT = {
 
 
 def _enqueue(job_id: uuid.UUID) -> None:
-    task_send("jobs.run_job", str(job_id))
+    """Send a committed job's task (on commit). A broker that refuses it loses nothing: the job stays queued and
+    the janitor re-sends it (JOBS_RESEND_QUEUED_AFTER_SECONDS), so the request that queued it still succeeds."""
+    try:
+        task_send("jobs.run_job", str(job_id))
+    except BrokerError as exc:
+        logger.warning("job %s queued, not dispatched (the janitor re-sends it): broker unavailable: %s", job_id, exc)
 
 
 def job_summary(job: Job) -> dict[str, Any]:

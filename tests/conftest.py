@@ -53,6 +53,13 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.fixture
+def broker_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Celery prefers the CELERY_BROKER_URL environment variable (set in the services run) to configuration:
+    drop it, so that the test's CELERY_BROKER_URL setting counts."""
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings: Any) -> None:
     # Factories give every user a real password; the production hasher would cost a quarter second each.

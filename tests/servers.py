@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -85,18 +86,24 @@ def base_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return env
 
 
+def seed_demo_token(env: dict[str, str]) -> str:
+    """Seed the demo tenant and user into the server's database; returns a fresh API token of the demo user."""
+    seeded = subprocess.run(
+        [sys.executable, "manage.py", "seed_demo", "--token"], cwd=REPO, env=env, check=True, capture_output=True
+    )
+    token = re.search(r"aih_\S+", seeded.stdout.decode())
+    assert token is not None, seeded.stdout
+    return token.group(0)
+
+
 @pytest.fixture(scope="module")
 def embedded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """The server as `make run` starts it, seeded with the demo tenant, agents and an API token."""
     env = base_env(tmp_path_factory)
     server, base = start_daphne(env)
-    seeded = subprocess.run(
-        [sys.executable, "manage.py", "seed_demo", "--token"], cwd=REPO, env=env, check=True, capture_output=True
-    )
+    token = seed_demo_token(env)
     subprocess.run([sys.executable, "manage.py", "seed_demo_agents"], cwd=REPO, env=env, check=True, timeout=60)
-    token = re.search(r"aih_\S+", seeded.stdout.decode())
-    assert token is not None, seeded.stdout
-    yield base, token.group(0)
+    yield base, token
     stop_server(server)
 
 
@@ -115,29 +122,35 @@ def bundled_postgres_url() -> str:
     return started.stdout.decode().strip().rsplit("/", 1)[0] + "/aihub"
 
 
-@pytest.fixture(scope="module")
-def scaled_out_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """daphne on PostgreSQL, channels-redis and a Redis broker, in a database of its own."""
-    # Outside the services suite the bundled server is started here, and stopped again if nobody else had it up.
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database of this test process (the suite's server, or the bundled one started
+    here and stopped again if nobody else had it up); its URL. Dropped afterwards, connections and all."""
     bundled_was_running = (REPO / "var" / "pgserver" / "postmaster.pid").exists()
     postgres_url = os.environ.get("TEST_DATABASE_URL") or bundled_postgres_url()
     server_root = postgres_url.rsplit("/", 1)[0]
     require_service("PostgreSQL", postgres_url)
-    redis = require_service("Redis", os.environ.get("TEST_REDIS_URL", DEFAULT_REDIS_URL))
     database = f"aihub_server_test_{os.getpid()}"
     with psycopg.connect(f"{server_root}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{database}"')
         conn.execute(f'CREATE DATABASE "{database}"')
-    env = base_env(tmp_path_factory) | {
-        "DATABASE_URL": f"{server_root}/{database}",
-        "REDIS_URL": redis,
-        "CELERY_BROKER_URL": redis,
-    }
-    server, base = start_daphne(env)
-    yield base
-    stop_server(server)
-    with psycopg.connect(f"{server_root}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    if not os.environ.get("TEST_DATABASE_URL") and not bundled_was_running:
-        stop = [sys.executable, "scripts/pgserver.py", "stop", "var/pgserver"]
-        subprocess.run(stop, cwd=REPO, timeout=60, check=False)
+    try:
+        yield f"{server_root}/{database}"
+    finally:
+        with psycopg.connect(f"{server_root}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        if not os.environ.get("TEST_DATABASE_URL") and not bundled_was_running:
+            stop = [sys.executable, "scripts/pgserver.py", "stop", "var/pgserver"]
+            subprocess.run(stop, cwd=REPO, timeout=60, check=False)
+
+
+@pytest.fixture(scope="module")
+def scaled_out_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """daphne on PostgreSQL, channels-redis and a Redis broker, in a database of its own."""
+    redis = require_service("Redis", os.environ.get("TEST_REDIS_URL", DEFAULT_REDIS_URL))
+    with postgres_database() as database_url:
+        services = {"DATABASE_URL": database_url, "REDIS_URL": redis, "CELERY_BROKER_URL": redis}
+        env = base_env(tmp_path_factory) | services
+        server, base = start_daphne(env)
+        yield base
+        stop_server(server)

@@ -30,6 +30,8 @@ probe = {
     "engine": database["ENGINE"],
     "name": str(database["NAME"]),
     "host": database.get("HOST", ""),
+    "options": database.get("OPTIONS", {}),
+    "conn_max_age": database.get("CONN_MAX_AGE", 0),
     "channel_layer": settings.CHANNEL_LAYERS["default"]["BACKEND"],
     "cache": settings.CACHES["default"]["BACKEND"],
     "broker": settings.CELERY_BROKER_URL,
@@ -117,6 +119,37 @@ def test_database_and_redis_urls_scale_it_out(tmp_path: Path) -> None:
     assert probe["embedded_worker"] is False
     assert probe["always_eager"] is False
     assert not list(tmp_path.glob("*.sqlite3"))
+
+
+def test_postgresql_gets_a_connection_pool_sized_from_the_environment(tmp_path: Path) -> None:
+    probe = settings_with(
+        tmp_path,
+        DATABASE_URL="postgres://aihub:secret@db.invalid:5432/aihub",
+        DATABASE_POOL_MAX_SIZE="7",
+        DATABASE_POOL_TIMEOUT_SECONDS="1.5",
+    )
+
+    assert probe["options"]["pool"] == {"min_size": 1, "max_size": 7, "timeout": 1.5, "max_idle": 60.0}
+    # Django refuses persistent connections beside a pool: the pool keeps them.
+    assert probe["conn_max_age"] == 0
+
+
+def test_without_the_pool_postgresql_connections_close_with_each_request_by_default(tmp_path: Path) -> None:
+    probe = settings_with(tmp_path, DATABASE_URL="postgres://aihub:secret@db.invalid:5432/aihub", DATABASE_POOL="false")
+
+    assert "pool" not in probe["options"]
+    assert probe["conn_max_age"] == 0
+
+
+def test_a_sqlite_database_url_gets_the_embedded_databases_safe_options(tmp_path: Path) -> None:
+    probe = settings_with(tmp_path / "var", DATABASE_URL=f"sqlite:///{tmp_path}/elsewhere.sqlite3")
+
+    assert probe["engine"] == "django.db.backends.sqlite3"
+    assert probe["journal_mode"] == "wal"
+    assert probe["options"]["transaction_mode"] == "IMMEDIATE"
+    assert probe["options"]["timeout"] == 20
+    # Whatever the database, the folders aihub writes to exist (beat's schedule and media live there).
+    assert (tmp_path / "var" / "media").is_dir()
 
 
 def test_a_separate_broker_url_takes_precedence_over_redis(tmp_path: Path) -> None:

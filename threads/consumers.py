@@ -19,6 +19,8 @@ one of these close codes:
 - ``CLOSE_PROTOCOL_ERROR`` 4400: the client sent ``MAX_BAD_FRAMES`` bad frames in a row. A single bad frame
   (malformed JSON, not an object, unknown ``type``, larger than ``AIHUB["WS_MAX_FRAME_BYTES"]``) only gets an
   error frame; the connection and its subscriptions carry on.
+- ``CLOSE_TRY_AGAIN_LATER`` 1013: the database was unavailable when the stream had to read it; reconnect with
+  the last id after a moment. (A channel-layer outage closes nothing: the stream re-reads the database.)
 - ``CLOSE_RATE_LIMITED`` 4429: the client address opened more connections than ``AIHUB["WS_CONNECT_RATE"]``
   allows (counted in the shared cache, across server processes), or the connection went on sending after its
   frames were refused ``MAX_BAD_FRAMES`` times in a row. Frames beyond ``AIHUB["WS_FRAME_RATE"]`` (per
@@ -37,9 +39,13 @@ Frames in:
 
 - ``{"type": "auth", "token": "..."}`` — only before authentication.
 - ``{"type": "subscribe", "last_event_id": N}`` (on /events/ also ``"thread": id``): replay the events after
-  ``N`` from the database, then ``stream.mode``, then live. On a thread socket it restarts the stream (the
-  query's ``?last_event_id=`` does the same at connect; without either the whole log is replayed). On
-  /events/ a thread without a subscription still streams, from its first live event on, without a marker.
+  ``N`` from the database, then ``stream.mode``, then live. A thread socket starts streaming at connect, from
+  the query's ``?last_event_id=`` (without it the whole log is replayed); a subscribe frame for a thread that
+  is already streaming on the socket does not start over: it goes on from the greater of the last id sent and
+  ``N``, so a connection never sends the same event id twice. A client that wants to choose its starting point
+  before anything is sent connects with ``?subscribe=manual``: the thread socket then streams nothing until
+  the first subscribe frame. On /events/ a thread without a subscription still streams, from its first live
+  event on, without a marker.
 - ``{"type": "message.create", "content": ..., "agent": slug, "busy": ...}`` (plus the other fields of the
   REST message body; on /events/ ``thread`` names the thread, or a new thread is started) — the same service
   and checks as ``POST /threads/{id}/messages``.
@@ -83,12 +89,14 @@ from aihub.api.problems import exception_handler, problem
 from aihub.api.throttling import LocalCounters, WindowHit, sliding_window_hit
 from aihub.conf import aihub_settings
 from aihub.context import request_id_var
+from aihub.unavailable import log_unavailable, unavailable_dependency, unavailable_detail
 from jobs.api.serializers import JobCancelSerializer, JobSerializer
 from jobs.api.submission import submit_message
 from jobs.selectors import job_get
 from threads import selectors
 from threads.api.serializers import MessageCreateSerializer
-from threads.events import serve_events_from, tenant_group, thread_group
+from threads.events import tenant_group, thread_group
+from threads.fanout import event_hub
 from threads.models import Thread
 from threads.streams import LIVE_MODE_EVENT, ThreadEventStream
 
@@ -100,6 +108,7 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_RATE_LIMITED = 4429
 CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TRY_AGAIN_LATER = 1013
 
 MAX_BAD_FRAMES = 20
 """Bad frames in a row before the connection is closed with 4400: a client stuck in a loop, not a typo."""
@@ -235,18 +244,21 @@ def _job_cancel(principal: Principal, thread_id: uuid.UUID | None, job_id: Any, 
 class _EventsConsumer(AsyncWebsocketConsumer):
     """Authentication, frame parsing and per-thread streams; subclasses say what they watch."""
 
+    # No channel of its own: events come through the process's hub (threads.fanout), which keeps one channel for
+    # every stream and outlives a channel-layer outage, so a Redis restart closes no socket.
+    channel_layer_alias = "aihub.threads.fanout"
     principal: Principal | None = None
 
     async def connect(self) -> None:
         self.streams: dict[str, ThreadEventStream] = {}
         self.pumps: dict[str, asyncio.Task[None]] = {}
         self.groups_joined: list[str] = []
+        self.hub = event_hub()
         self.bad_frames = 0
         self.refused_frames = 0
         self.frame_counters = LocalCounters()
         self.auth_deadline: asyncio.Task[None] | None = None
         self.query = {key: values[-1] for key, values in parse_qs(self.scope["query_string"].decode()).items()}
-        serve_events_from(asyncio.get_running_loop())
         # Problems carry this as their correlation_id, and logs of this connection too.
         request_id_var.set(uuid.uuid4().hex)
         client = self.scope.get("client") or ["unknown"]
@@ -269,11 +281,11 @@ class _EventsConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.auth_deadline is not None:
             self.auth_deadline.cancel()
+        for group in self.groups_joined:
+            await self.hub.unlisten(group, self.on_events)
         for task in self.pumps.values():
             task.cancel()  # only the watching stops: the jobs carry on
         await asyncio.gather(*self.pumps.values(), return_exceptions=True)
-        for group in self.groups_joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
 
     # --- authentication --------------------------------------------------------------------------------
 
@@ -311,8 +323,12 @@ class _EventsConsumer(AsyncWebsocketConsumer):
         raise NotImplementedError
 
     async def _join(self, group: str) -> None:
-        await self.channel_layer.group_add(group, self.channel_name)
         self.groups_joined.append(group)
+        await self.hub.listen(group, self.on_events)
+
+    def on_events(self, events: list[dict[str, Any]]) -> None:
+        """A group's live events from the hub (``[]``: re-read the database); must not block."""
+        raise NotImplementedError
 
     # --- frames in ---------------------------------------------------------------------------------------
 
@@ -444,10 +460,12 @@ class _EventsConsumer(AsyncWebsocketConsumer):
                     last_event_id=after,
                     latest_event_id=latest,
                 )
-        running = self.pumps.pop(key, None)
-        if running is not None:
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
+        running = self.streams.get(key)
+        if running is not None and not self.pumps[key].done():
+            # The thread is already streaming on this socket: it goes on from the greater of what it sent and
+            # what the client asks for, so no event id is ever sent twice on one connection.
+            running.skip_to(after)
+            return
         stream = ThreadEventStream(
             thread_id=thread_id, after=after, poll_seconds=float(aihub_settings.STREAM_POLL_SECONDS)
         )
@@ -464,13 +482,14 @@ class _EventsConsumer(AsyncWebsocketConsumer):
                 await self.send(text_data=json.dumps(event))
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
+            dependency = unavailable_dependency(exc)
+            if dependency is not None:
+                log_unavailable(dependency, exc, self.scope["path"])
+                await self.close(code=CLOSE_TRY_AGAIN_LATER, reason=unavailable_detail(dependency)[:120])
+                return
             logger.exception("the stream of thread %s failed", stream.thread_id)
             await self.close(code=CLOSE_INTERNAL_ERROR)
-
-    async def thread_events(self, message: dict[str, Any]) -> None:
-        """``thread.events`` from the channel layer (threads.events.publish)."""
-        raise NotImplementedError
 
 
 class ThreadConsumer(_EventsConsumer):
@@ -486,8 +505,10 @@ class ThreadConsumer(_EventsConsumer):
             await self.close(code=CLOSE_NOT_FOUND, reason="No such thread.")
             return
         self.thread_id = thread.pk
-        # Joined before the replay reads the log, so nothing committed meanwhile is missed.
+        # Listening before the replay reads the log, so nothing committed meanwhile is missed.
         await self._join(thread_group(thread.pk))
+        if self.query.get("subscribe") == "manual":
+            return  # nothing is sent until the client's subscribe frame says from where
         try:
             after = _last_event_id(self.query.get("last_event_id", 0))
             await self.subscribe(thread.pk, after)
@@ -505,10 +526,10 @@ class ThreadConsumer(_EventsConsumer):
         assert thread_id is not None
         await self.subscribe(thread_id, _last_event_id(frame.get("last_event_id", 0)))
 
-    async def thread_events(self, message: dict[str, Any]) -> None:
+    def on_events(self, events: list[dict[str, Any]]) -> None:
         stream = self.streams.get(str(self.thread_id))
         if stream is not None:
-            stream.offer(message["events"])
+            stream.offer(events)
 
 
 class TenantEventsConsumer(_EventsConsumer):
@@ -518,6 +539,9 @@ class TenantEventsConsumer(_EventsConsumer):
         assert self.principal is not None
         self.visible: set[str] = set()
         self.invisible_until: dict[str, float] = {}
+        # Routed one batch at a time, in order, by a task of this socket (routing reads the database).
+        self.incoming: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
+        self.pumps["tenant"] = asyncio.create_task(self._route_incoming())
         await self._join(tenant_group(self.principal.tenant.pk))
         await self.send(text_data=json.dumps({**LIVE_MODE_EVENT, "thread": None}))
 
@@ -552,16 +576,29 @@ class TenantEventsConsumer(_EventsConsumer):
         self.invisible_until[thread_id] = time.monotonic() + NOT_VISIBLE_RECHECK_SECONDS
         return False
 
-    async def thread_events(self, message: dict[str, Any]) -> None:
+    def on_events(self, events: list[dict[str, Any]]) -> None:
+        self.incoming.put_nowait(events)
+
+    async def _route_incoming(self) -> None:
+        while True:
+            events = await self.incoming.get()
+            try:
+                await self._route(events)
+            except Exception:
+                logger.exception("routing tenant events failed")
+
+    async def _route(self, events: list[dict[str, Any]]) -> None:
+        if not events:
+            for followed in self.streams.values():
+                followed.offer([])
+            return
         by_thread: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for event in message["events"]:
+        for event in events:
             by_thread[event["thread"]].append(event)
-        for thread_id, events in by_thread.items():
+        for thread_id, thread_events in by_thread.items():
             if not await self._can_see(thread_id):
                 continue
-            stream = self.streams.get(thread_id)
-            if stream is None:
+            if thread_id not in self.streams:
                 # Not subscribed: follow the thread from this event on, each event once and in order.
-                await self.subscribe(uuid.UUID(thread_id), min(e["id"] for e in events) - 1, announce=False)
-                stream = self.streams[thread_id]
-            stream.offer(events)
+                await self.subscribe(uuid.UUID(thread_id), min(e["id"] for e in thread_events) - 1, announce=False)
+            self.streams[thread_id].offer(thread_events)

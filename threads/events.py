@@ -139,11 +139,11 @@ def publish(*, thread_id: uuid.UUID, tenant_id: uuid.UUID, payloads: list[dict[s
     layer = get_channel_layer()
     if layer is None or not payloads:
         return
-    message = {"type": "thread.events", "events": payloads}
 
     async def send_both() -> None:
-        await layer.group_send(thread_group(thread_id), message)
-        await layer.group_send(tenant_group(tenant_id), message)
+        # Each message names its group: a process's one channel (threads.fanout) receives for many groups.
+        for group in (thread_group(thread_id), tenant_group(tenant_id)):
+            await layer.group_send(group, {"type": "thread.events", "group": group, "events": payloads})
 
     try:
         _publisher.run(send_both())

@@ -34,7 +34,6 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
@@ -52,7 +51,8 @@ from jobs.models import CancelMode, Job
 from jobs.selectors import job_get
 from jobs.services import job_cancel
 from threads import selectors
-from threads.events import event_payload, serve_events_from, thread_group
+from threads.events import event_payload, thread_group
+from threads.fanout import event_hub
 from threads.streams import ThreadEventStream
 
 LAST_EVENT_ID_HEADER = "Last-Event-ID"
@@ -97,13 +97,6 @@ async def _next(events: AsyncIterator[dict[str, Any]]) -> dict[str, Any] | None:
         return None
 
 
-async def _feed(layer: Any, channel: str, stream: ThreadEventStream) -> None:
-    while True:
-        message = await layer.receive(channel)
-        if message.get("type") == "thread.events":
-            stream.offer(message["events"])
-
-
 @database_sync_to_async
 def _cancel_unless_ended(job_id: uuid.UUID) -> None:
     job = Job.objects.filter(pk=job_id).first()
@@ -127,17 +120,13 @@ async def event_frames(
 
     With ``cancel_on_disconnect`` (and a ``job_id``), leaving before the job's final event cancels the job.
     """
-    serve_events_from(asyncio.get_running_loop())
-    layer = get_channel_layer()
-    assert layer is not None
+    hub = event_hub()
     group = thread_group(thread_id)
-    channel = await layer.new_channel()
-    # Joined before the replay reads the log, so nothing committed meanwhile is missed.
-    await layer.group_add(group, channel)
     stream = ThreadEventStream(
         thread_id=thread_id, after=after, job_id=job_id, poll_seconds=float(aihub_settings.STREAM_POLL_SECONDS)
     )
-    reader = asyncio.create_task(_feed(layer, channel, stream))
+    # Listening before the replay reads the log, so nothing committed meanwhile is missed.
+    await hub.listen(group, stream.offer)
     events = stream.events()
     pending: asyncio.Task[dict[str, Any] | None] | None = None
     keepalive = float(aihub_settings.SSE_KEEPALIVE_SECONDS)
@@ -160,11 +149,10 @@ async def event_frames(
     finally:
         # The client left (or the job ended): stop watching. The job itself is left alone unless the client
         # asked for it to be cancelled with the stream.
-        for task in (pending, reader):
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(*(t for t in (pending, reader) if t is not None), return_exceptions=True)
-        await layer.group_discard(group, channel)
+        if pending is not None:
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
+        await hub.unlisten(group, stream.offer)
         if cancel_on_disconnect and job_id is not None and not ended:
             await _cancel_unless_ended(job_id)
 

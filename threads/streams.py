@@ -31,8 +31,7 @@ LIVE_MODE_EVENT: dict[str, Any] = {"type": "stream.mode", "data": {"mode": "live
 PAGE_SIZE = 500
 
 
-@database_sync_to_async
-def _read_page(thread_id: uuid.UUID, after: int, up_to: int | None) -> list[dict[str, Any]]:
+def _read_page_sync(thread_id: uuid.UUID, after: int, up_to: int | None) -> list[dict[str, Any]]:
     events = event_list(thread=thread_id, after=after)  # type: ignore[arg-type]
     if up_to is not None:
         events = events.filter(sequence__lte=up_to)
@@ -40,6 +39,17 @@ def _read_page(thread_id: uuid.UUID, after: int, up_to: int | None) -> list[dict
         return [event_payload(event) for event in events[:PAGE_SIZE]]
     finally:
         _release_connection()
+
+
+async def _read_page(thread_id: uuid.UUID, after: int, up_to: int | None) -> list[dict[str, Any]]:
+    # Outside a request (a WebSocket consumer has no thread-sensitive context of its own) every thread-sensitive
+    # call of the process shares one thread: a hundred sockets replaying after a Redis restart would read one
+    # after the other. Reads go to the shared executor instead, side by side. Only an in-memory SQLite database
+    # (the embedded test suite's) is read on the caller's thread, since its connections fail at once, instead of
+    # waiting, when they meet another thread's write.
+    in_memory = connection.vendor == "sqlite" and connection.is_in_memory_db()  # type: ignore[attr-defined]
+    read = database_sync_to_async(_read_page_sync, thread_sensitive=in_memory)
+    return await read(thread_id, after, up_to)
 
 
 def _release_connection() -> None:
@@ -96,7 +106,13 @@ class ThreadEventStream:
             if len(page) < PAGE_SIZE:
                 return
 
+    def skip_to(self, after: int) -> None:
+        """Go on from ``after`` if that is further than what was sent: events up to it are not sent."""
+        self.last_sent = max(self.last_sent, after)
+
     async def _send(self, event: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        if event["id"] <= self.last_sent:
+            return  # skipped to beyond it (skip_to) while its page was on the way
         self.last_sent = event["id"]
         if self.job_id is None or event["job"] == self.job_id:
             yield event

@@ -14,10 +14,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from whitenoise.middleware import WhiteNoiseMiddleware
 
-from aihub.api.problems import PROBLEM_CONTENT_TYPE, problem_response, record_transaction_depth
+from aihub.api.problems import PROBLEM_CONTENT_TYPE, problem_response, record_transaction_depth, unavailable_problem
 from aihub.conf import aihub_settings
 from aihub.context import client_ip_var, request_id_var
 
@@ -117,6 +117,16 @@ class ProblemDetailsMiddleware(HybridMiddleware):
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        unavailable = unavailable_problem(request, exception)
+        if unavailable is not None:
+            body, headers = unavailable
+            if _under_problem_prefix(request.path):
+                response: HttpResponse = JsonResponse(body, status=503, content_type=PROBLEM_CONTENT_TYPE)
+            else:
+                response = HttpResponse(body["detail"], status=503, content_type="text/plain; charset=utf-8")
+            for header, value in headers.items():
+                response[header] = value
+            return response
         if not _under_problem_prefix(request.path):
             return None
         logger.exception("unhandled error at %s", request.path, exc_info=exception)

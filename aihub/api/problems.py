@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 
 from aihub.context import request_id_var
+from aihub.unavailable import log_unavailable, retry_after_seconds, unavailable_dependency, unavailable_detail
 
 logger = logging.getLogger(__name__)
 
@@ -162,10 +163,29 @@ def _retry_after(wait: float | None) -> int:
     return max(1, math.ceil(wait or 1))
 
 
+def unavailable_problem(
+    request: HttpRequest | None, exc: BaseException
+) -> tuple[dict[str, Any], dict[str, str]] | None:
+    """The 503 problem and its headers when ``exc`` is an unavailable dependency (aihub.unavailable), else None."""
+    dependency = unavailable_dependency(exc)
+    if dependency is None:
+        return None
+    instance = request.path if request is not None else ""
+    log_unavailable(dependency, exc, instance)
+    body = problem(status=503, detail=unavailable_detail(dependency), instance=instance, dependency=dependency)
+    return body, {"Retry-After": str(retry_after_seconds())}
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's EXCEPTION_HANDLER: every error becomes a problem; unknown exceptions a 500 without internals."""
+    """DRF's EXCEPTION_HANDLER: every error becomes a problem; an unavailable dependency a 503 with Retry-After;
+    unknown exceptions a 500 without internals."""
     request = context.get("request")
     instance = request.path if request is not None else ""
+    unavailable = unavailable_problem(request, exc)
+    if unavailable is not None:
+        set_rollback(request)
+        unavailable_body, retry_headers = unavailable
+        return Response(unavailable_body, status=503, headers=retry_headers, content_type=PROBLEM_CONTENT_TYPE)
     api_exc = _as_api_exception(exc)
     if api_exc is None:
         logger.exception("unhandled error in API view", exc_info=exc)

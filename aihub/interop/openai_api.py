@@ -65,6 +65,7 @@ from aihub.interop.conversation import (
     turn_submit,
     usage_counts,
 )
+from aihub.unavailable import log_unavailable, retry_after_seconds, unavailable_dependency, unavailable_detail
 from jobs.attachments import attachment_block
 from jobs.models import Job, JobStatus
 from jobs.selectors import JOB_WAIT_MAX_SECONDS, job_wait
@@ -143,6 +144,17 @@ def _as_openai_error(exc: Exception) -> OpenAIError | None:
     if isinstance(exc, exceptions.APIException):
         code = "conflict" if exc.status_code == 409 else exc.default_code
         return OpenAIError(str(exc.detail), status=exc.status_code, code=str(code))
+    dependency = unavailable_dependency(exc)
+    if dependency is not None:
+        log_unavailable(dependency, exc, "the OpenAI-compatible API")
+        # OpenAI's own answer when it is overloaded: 503, type "server_error", and a hint when to retry.
+        return OpenAIError(
+            unavailable_detail(dependency),
+            status=503,
+            type="server_error",
+            code="service_unavailable",
+            headers={"Retry-After": str(retry_after_seconds())},
+        )
     return None
 
 

@@ -36,13 +36,6 @@ def unreachable_channel_layer(closed_port: int) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def broker_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Celery prefers the CELERY_BROKER_URL environment variable (set in the services run) to configuration:
-    drop it, so that the test's CELERY_BROKER_URL setting counts."""
-    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
-
-
 def test_liveness_needs_no_credentials(api_client: APIClient) -> None:
     response = api_client.get("/api/v1/health")
 
@@ -83,7 +76,9 @@ def unreachable_database(tmp_path: Path, closed_port: int) -> Iterator[None]:
         settings_dict["NAME"] = str(tmp_path / "no-such-directory" / "aihub.sqlite3")
     else:
         settings_dict.update(HOST="127.0.0.1", PORT=str(closed_port))
-        settings_dict["OPTIONS"] = {**settings_dict.get("OPTIONS", {}), "connect_timeout": 1}
+        # Without the pool: the pool of the alias "default" belongs to the test's own connection, and is healthy.
+        options = {key: value for key, value in settings_dict.get("OPTIONS", {}).items() if key != "pool"}
+        settings_dict["OPTIONS"] = {**options, "connect_timeout": 1}
     broken = load_backend(settings_dict["ENGINE"]).DatabaseWrapper(settings_dict, alias="default")
     connections["default"] = broken
     try:

@@ -474,6 +474,30 @@ def test_the_janitor_resends_queued_jobs_whose_message_was_lost(
     assert waiting_behind_a_running_job.status == JobStatus.QUEUED
 
 
+def test_a_job_the_broker_refuses_stays_queued_and_the_janitor_sends_it_later(
+    echo: Agent,
+    user: User,
+    django_capture_on_commit_callbacks: Any,
+    settings: Any,
+    closed_port: int,
+    caplog: pytest.LogCaptureFixture,
+    broker_from_settings: None,
+) -> None:
+    settings.CELERY_BROKER_URL = f"amqp://guest:guest@127.0.0.1:{closed_port}//"
+    with django_capture_on_commit_callbacks(execute=True):
+        job = submit(echo, user)
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    assert "queued, not dispatched (the janitor re-sends it)" in caplog.text
+
+    settings.CELERY_BROKER_URL = "memory://"
+    drain_sent_jobs()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.janitor_run(now=later(settings.JOBS_RESEND_QUEUED_AFTER_SECONDS + 1))["resent"] == 1
+    assert drain_sent_jobs() == [str(job.pk)]
+
+
 def test_the_janitor_task_runs_the_janitor(echo: Agent, user: User) -> None:
     from jobs.tasks import janitor
 

@@ -165,6 +165,56 @@ def test_a_first_frame_with_the_token_authenticates(thread: Thread, token: str) 
     assert ids(run(scenario)) == ["stream.mode"]
 
 
+# A client that reconnects with its last id in a subscribe frame, as the reconnecting client did: the
+# socket starts streaming at connect (the whole log, for want of a last_event_id in the URL), then the frame comes.
+
+
+def frames_after_a_subscribe_frame(
+    thread: Thread, query: str, *, auth_token: str | None, live_events: int
+) -> list[Frame]:
+    async def scenario() -> list[Frame]:
+        ws = await opened(socket(thread_path(thread, query)))
+        if auth_token is not None:
+            await ws.send_json_to({"type": "auth", "token": auth_token})
+        await ws.send_json_to({"type": "subscribe", "last_event_id": 2})
+        frames = await receive_until(ws, lambda frame: frame["type"] == "stream.mode")
+        await append(thread, live_events)
+        frames += await receive(ws, live_events)
+        assert await ws.receive_nothing(timeout=0.3), "an event came twice"
+        await ws.disconnect()
+        return frames
+
+    return list(run(scenario))
+
+
+def assert_each_event_once_in_order(frames: list[Frame], *, last: int) -> None:
+    sent = [frame["id"] for frame in frames if "id" in frame]
+    assert sent == sorted(set(sent)), f"repeated or out of order: {sent}"
+    assert sent[-1] == last
+
+
+@pytest.mark.parametrize("credential", ["token in the URL", "auth frame"])
+def test_a_subscribe_frame_on_a_streaming_socket_never_sends_an_event_twice(
+    thread: Thread, token: str, credential: str
+) -> None:
+    query = f"token={token}" if credential == "token in the URL" else ""
+    frames = frames_after_a_subscribe_frame(thread, query, auth_token=None if query else token, live_events=2)
+
+    assert_each_event_once_in_order(frames, last=5)
+    assert [frame["type"] for frame in frames].count("stream.mode") == 1
+
+
+@pytest.mark.parametrize("credential", ["token in the URL", "auth frame"])
+def test_with_manual_subscribe_the_socket_waits_for_the_clients_starting_point(
+    thread: Thread, token: str, credential: str
+) -> None:
+    query = f"token={token}&subscribe=manual" if credential == "token in the URL" else "subscribe=manual"
+    auth_token = None if credential == "token in the URL" else token
+    frames = frames_after_a_subscribe_frame(thread, query, auth_token=auth_token, live_events=2)
+
+    assert ids(frames) == [3, "stream.mode", 4, 5]
+
+
 def test_the_session_cookie_of_a_logged_in_user_authenticates(thread: Thread, membership: Membership) -> None:
     browser = Client()
     browser.force_login(membership.user)

@@ -1,5 +1,5 @@
-"""Redis restarted under connected WebSocket clients: those that reconnect with their last id get every event
-exactly once, in order.
+"""Redis restarted under connected WebSocket clients: every client gets every event exactly once, in order, on the
+socket it had (the clients would reconnect with their last id if the server closed it).
 
 Everything is real and out of process: a private ``redis-server`` (so restarting it disturbs no one else), daphne
 scaled out on the test's PostgreSQL database and that Redis (channels-redis), a ``celery worker`` running the job
@@ -219,6 +219,6 @@ def test_clients_reconnecting_with_their_last_id_after_a_redis_restart_get_every
     assert max(positions) < len(logged) - len(WORDS) // 2, "Redis restarted in the middle of the job"
     for client in clients:
         assert [(e["id"], e["type"]) for e in client.events] == logged
-    # Redis going away ends the server's side of every socket (its channel-layer receive fails), so every client
-    # had to reconnect with its last id; none was simply carried through.
-    assert all(client.connects >= 2 for client in clients), [client.connects for client in clients]
+    # The sockets outlive the outage: the server's hub (threads.fanout) re-read the database while Redis was gone
+    # and joined the groups again once it was back; no socket was closed, so no client had to reconnect.
+    assert all(client.connects == 1 for client in clients), [client.connects for client in clients]
