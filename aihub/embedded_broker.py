@@ -20,7 +20,8 @@ from typing import Any
 from kombu.transport import memory
 
 _message_put = threading.Event()
-"""Set by every put on any in-memory queue; cleared by a draining worker before it looks at the queues."""
+"""Set by every put on any in-memory queue, and by every ack or reject (which frees a prefetch slot, so a message
+the worker could not take before may be taken now); cleared by a draining worker before it looks at the queues."""
 
 SAFETY_NET_SECONDS = 1.0
 
@@ -32,6 +33,17 @@ class Channel(memory.Channel):
 
     def _put_fanout(self, exchange: str, message: Any, routing_key: str | None = None, **kwargs: Any) -> None:
         super()._put_fanout(exchange, message, routing_key, **kwargs)
+        _message_put.set()
+
+    # With acks_late and a prefetch of one per worker thread, a busy worker holds as many messages as it has
+    # threads and takes no more until one is acked: without a wake-up here, every job that waited behind others
+    # waited out the safety net (up to a second) after a thread had become free.
+    def basic_ack(self, delivery_tag: Any, multiple: bool = False) -> None:
+        super().basic_ack(delivery_tag, multiple)
+        _message_put.set()
+
+    def basic_reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        super().basic_reject(delivery_tag, requeue)
         _message_put.set()
 
 

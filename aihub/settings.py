@@ -138,6 +138,7 @@ _database = DATABASES["default"]
 _database.setdefault("OPTIONS", {})
 if _database["ENGINE"] == "django.db.backends.sqlite3":
     _database["OPTIONS"] = {**SQLITE_OPTIONS, **_database["OPTIONS"]}
+    _database["ENGINE"] = "aihub.sqlite"  # Django's, with the process's writers queued on a lock (see there)
 elif _database["ENGINE"] == "django.db.backends.postgresql" and env.bool("DATABASE_POOL", default=True):
     # A pool per process (psycopg_pool through Django): a request borrows a connection for each short database
     # call and gives it back, so a server holds at most max_size connections however many requests it serves,
@@ -204,7 +205,7 @@ JOBS_MAX_ATTEMPTS = env.int("JOBS_MAX_ATTEMPTS", default=2)
 JOBS_HEARTBEAT_SECONDS = env.float("JOBS_HEARTBEAT_SECONDS", default=2.0)
 JOBS_STALE_AFTER_SECONDS = env.int("JOBS_STALE_AFTER_SECONDS", default=60)
 JOBS_RESEND_QUEUED_AFTER_SECONDS = env.int("JOBS_RESEND_QUEUED_AFTER_SECONDS", default=120)
-JOBS_CHUNK_BATCH_SIZE = env.int("JOBS_CHUNK_BATCH_SIZE", default=16)
+JOBS_CHUNK_BATCH_SIZE = env.int("JOBS_CHUNK_BATCH_SIZE", default=64)
 JOBS_CHUNK_BATCH_SECONDS = env.float("JOBS_CHUNK_BATCH_SECONDS", default=0.1)
 JOBS_SOFT_TIME_LIMIT_SECONDS = env.int("JOBS_SOFT_TIME_LIMIT_SECONDS", default=600)
 JOBS_TIME_LIMIT_SECONDS = env.int("JOBS_TIME_LIMIT_SECONDS", default=660)

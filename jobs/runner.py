@@ -44,12 +44,19 @@ class _EventWriter:
         self.last_check = now - settings.JOBS_CHUNK_BATCH_SECONDS
         self.cancel_requested = ""
         self.lost = False
+        self.chunks_written = False  # of the current streak of chunks (since the last other event)
 
     def add(self, event: Emit) -> None:
         self.pending.append(NewEvent(event.type, event.data, job_id=self.job.id, agent_id=self.job.agent_id))
+        if event.type != "llm.chunk" or not self.chunks_written:
+            # Anything but a chunk shows at once, and so does the first chunk: the first token is not held back
+            # for a batch to fill.
+            self.chunks_written = event.type == "llm.chunk"
+            self.flush()
+            return
         batch_full = len(self.pending) >= settings.JOBS_CHUNK_BATCH_SIZE
         batch_old = time.monotonic() - self.last_flush >= settings.JOBS_CHUNK_BATCH_SECONDS
-        if event.type != "llm.chunk" or batch_full or batch_old:
+        if batch_full or batch_old:
             self.flush()
 
     def flush(self) -> None:

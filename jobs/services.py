@@ -178,7 +178,8 @@ def _submit(
         thread = thread_services.thread_create(
             tenant=agent.tenant, created_by=user, title=text_of(blocks)[:80], agent_ids=[agent.id]
         )
-    locked = Thread.objects.select_for_update().get(pk=thread.pk)
+    _lock_thread(thread.pk)
+    locked = thread  # its counter is read by the write that reserves the numbers, not from this instance
     # Again under the lock: a retry of the same request to the same thread waited here for the first one, which
     # has committed by now; it gets that job instead of a 409 from the busy check below.
     earlier = _earlier_submission(agent=agent, user=user, idempotency_key=idempotency_key, job_id=job_id)
@@ -192,7 +193,7 @@ def _submit(
         for other in active:
             job_cancel(job=other, mode=CancelMode.IMMEDIATE)
 
-    message = thread_services.message_create(thread=locked, role=MessageRole.USER, content=blocks, author=user)
+    message_id = uuid.uuid4()
     job = Job.objects.create(
         id=job_id or uuid.uuid4(),
         tenant_id=agent.tenant_id,
@@ -201,7 +202,7 @@ def _submit(
         agent_version=agent.version,
         created_by=user,
         input={
-            "message": str(message.id),
+            "message": str(message_id),
             "content": blocks,
             "additional_instructions": additional_instructions,
             "context": context,
@@ -216,7 +217,15 @@ def _submit(
     job.usage_warnings = tuple(
         accounting.usage_admit(job=job, user=user, agent_slug=agent.slug, input_tokens=len(text_of(blocks)) // 4 + 1)
     )
-    thread_services.events_append(thread=locked, events=[_job_event(job, EventType.JOB_QUEUED)])
+    # The message, then its message.created and the job's job.queued in one write of the log.
+    thread_services.message_create(
+        thread=locked,
+        role=MessageRole.USER,
+        content=blocks,
+        author=user,
+        message_id=message_id,
+        followed_by=[_job_event(job, EventType.JOB_QUEUED)],
+    )
     job.first_event_id = locked.last_sequence
     transaction.on_commit(partial(_enqueue, job.id))
     return job

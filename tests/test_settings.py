@@ -42,7 +42,7 @@ probe = {
     "secret_key": settings.SECRET_KEY,
     "allowed_hosts": settings.ALLOWED_HOSTS,
 }
-if database["ENGINE"].endswith("sqlite3"):
+if connection.vendor == "sqlite":
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA journal_mode")
         probe["journal_mode"] = cursor.fetchone()[0]
@@ -86,7 +86,7 @@ def test_with_no_variables_it_runs_embedded(tmp_path: Path) -> None:
     probe = settings_with(tmp_path)
 
     assert probe["debug"] is True
-    assert probe["engine"] == "django.db.backends.sqlite3"
+    assert probe["engine"] == "aihub.sqlite"
     assert Path(probe["name"]).parent == tmp_path
     assert probe["journal_mode"] == "wal"
     assert probe["channel_layer"] == "channels.layers.InMemoryChannelLayer"
@@ -144,7 +144,7 @@ def test_without_the_pool_postgresql_connections_close_with_each_request_by_defa
 def test_a_sqlite_database_url_gets_the_embedded_databases_safe_options(tmp_path: Path) -> None:
     probe = settings_with(tmp_path / "var", DATABASE_URL=f"sqlite:///{tmp_path}/elsewhere.sqlite3")
 
-    assert probe["engine"] == "django.db.backends.sqlite3"
+    assert probe["engine"] == "aihub.sqlite"
     assert probe["journal_mode"] == "wal"
     assert probe["options"]["transaction_mode"] == "IMMEDIATE"
     assert probe["options"]["timeout"] == 20

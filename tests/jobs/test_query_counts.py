@@ -81,9 +81,10 @@ def test_posting_a_message_costs_a_fixed_number_of_statements(
             format="json",
         )
     assert response.status_code == 202, response.content
-    # The thread (visibility), the agent, the thread's lock, the agent's membership (read, add), the active jobs,
-    # the message with its event (3), the job, the usage limits, and job.queued (2).
-    expect(run, sqlite=13, postgresql=13)
+    # The thread (visibility), the agent, the agent's membership (read, add), the active jobs, the job, the usage
+    # limits, the message, and message.created with job.queued in one write (2). PostgreSQL also takes the
+    # thread's row lock.
+    expect(run, sqlite=10, postgresql=11)
 
 
 def test_running_an_instant_job_costs_a_fixed_number_of_statements(membership: Membership, echo: Agent) -> None:
@@ -94,8 +95,8 @@ def test_running_an_instant_job_costs_a_fixed_number_of_statements(membership: M
         runner.execute(claimed)
     assert Job.objects.get(pk=job.pk).status == JobStatus.SUCCEEDED
     # Claim: the job, one conditional UPDATE, job.started (2). Run: the agent version, the history, then per
-    # batch of events (llm.started; 16, 16 and 16 chunks; the last 2 with llm.completed) the numbers (the
+    # batch of events (llm.started; the first chunk, at once; the other 49 with llm.completed) the numbers (the
     # thread's lock), the claim's control state and one INSERT. Finish: the control state, the price, the job,
     # the usage reservations, the reply and its event with the final event (3). PostgreSQL also takes the
     # thread's row lock in claim and finish.
-    expect(run, sqlite=28, postgresql=30)
+    expect(run, sqlite=22, postgresql=24)

@@ -95,9 +95,9 @@ def test_chunks_are_written_in_batches(echo: Agent, user: User, settings: Any) -
 
     # Every append reserves its sequence numbers with one UPDATE of the thread's counter.
     appends = [q for q in queries.captured_queries if "last_sequence = last_sequence +" in q["sql"]]
-    # job.started, llm.started, chunks 1-4, chunks 5-8, chunks 9-10 with llm.completed, the reply with
-    # job.succeeded; chunk by chunk it would have been fourteen.
-    assert len(appends) == 6
+    # job.started, llm.started, chunk 1 (at once: the first token is not held back), chunks 2-5, chunks 6-9,
+    # chunk 10 with llm.completed, the reply with job.succeeded; chunk by chunk it would have been fourteen.
+    assert len(appends) == 7
     assert Event.objects.filter(job_id=job.pk, type="llm.chunk").count() == 10
     assert_gap_free(job.thread)
 
