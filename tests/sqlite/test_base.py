@@ -62,7 +62,7 @@ def test_a_closed_connection_is_taken_again_by_the_next_thread_that_needs_one(tm
     assert taken == [raw, "wal"]
 
 
-def test_concurrent_read_then_write_transactions_of_one_process_all_land_and_the_lock_is_given_back(tmp_path: Path) -> None:
+def test_concurrent_read_then_write_transactions_all_land_and_the_lock_is_given_back(tmp_path: Path) -> None:
     path = tmp_path / "writers.sqlite3"
     setup = wrapper_for(path)
     with setup.cursor() as cursor:
@@ -78,7 +78,7 @@ def test_concurrent_read_then_write_transactions_of_one_process_all_land_and_the
                 # A read, then a write, in one transaction: the upgrade that fails with "database is locked"
                 # when two deferred transactions meet.
                 with wrapper.cursor() as cursor:
-                    wrapper._start_transaction_under_autocommit()  # type: ignore[attr-defined]
+                    wrapper._start_transaction_under_autocommit()
                     cursor.execute("SELECT n FROM counter")
                     value = cursor.fetchone()[0]
                     cursor.execute("UPDATE counter SET n = %s", [value + 1])
