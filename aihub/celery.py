@@ -156,3 +156,21 @@ def start_embedded_beat() -> Any:
             _embedded_beat = EmbeddedService(app, thread=True, schedule_filename=settings.CELERY_BEAT_SCHEDULE_FILENAME)
             _embedded_beat.start()
         return _embedded_beat
+
+
+def broker_run_id() -> str | None:
+    """The Redis broker's run id, which is new on every start of the Redis server; None for another broker or
+    one that does not answer.
+
+    A Redis that restarted without its append-only file has lost the task messages it held: the janitor compares
+    this id with the last one it saw to re-send queued jobs at once rather than after the usual delay.
+    """
+    try:
+        with app.connection_for_write() as conn:
+            if conn.transport.driver_type != "redis":
+                return None
+            conn.ensure_connection(max_retries=0)
+            return str(conn.default_channel.client.info("server")["run_id"])
+    except Exception as exc:  # whatever the broker does, the janitor goes on with its other repairs
+        logger.warning("the broker's run id is unknown: %s", exc)
+        return None

@@ -190,7 +190,7 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     # Retries or fails jobs whose worker vanished, expires overdue jobs, re-sends lost task messages.
-    "jobs-janitor": {"task": "jobs.janitor", "schedule": env.float("JOBS_JANITOR_INTERVAL_SECONDS", default=30.0)},
+    "jobs-janitor": {"task": "jobs.janitor", "schedule": env.float("JOBS_JANITOR_INTERVAL_SECONDS", default=5.0)},
     # Fires due schedules (jobs.schedules); cron ticks are minutes, so a tick every few seconds is on time.
     "jobs-schedules": {
         "task": "jobs.fire_schedules",
@@ -203,7 +203,9 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 JOBS_MAX_ATTEMPTS = env.int("JOBS_MAX_ATTEMPTS", default=2)
 JOBS_HEARTBEAT_SECONDS = env.float("JOBS_HEARTBEAT_SECONDS", default=2.0)
-JOBS_STALE_AFTER_SECONDS = env.int("JOBS_STALE_AFTER_SECONDS", default=60)
+# Runners beat from a thread of their own (jobs.runner), through slow model calls too: a job whose heartbeat is
+# this old has lost its worker, and the janitor (every JOBS_JANITOR_INTERVAL_SECONDS) takes it over.
+JOBS_STALE_AFTER_SECONDS = env.int("JOBS_STALE_AFTER_SECONDS", default=10)
 JOBS_RESEND_QUEUED_AFTER_SECONDS = env.int("JOBS_RESEND_QUEUED_AFTER_SECONDS", default=120)
 JOBS_CHUNK_BATCH_SIZE = env.int("JOBS_CHUNK_BATCH_SIZE", default=64)
 JOBS_CHUNK_BATCH_SECONDS = env.float("JOBS_CHUNK_BATCH_SECONDS", default=0.1)

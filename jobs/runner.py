@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from functools import partial
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import connection
 from pydantic import ValidationError
 
 from agents.providers.base import ProviderError
@@ -25,17 +27,57 @@ from threads.selectors import message_list
 logger = logging.getLogger(__name__)
 
 
-class _EventWriter:
-    """Persists a run's events in order; ``llm.chunk`` events are batched so a token stream is not a write each.
+class _Heartbeat(threading.Thread):
+    """Marks the job alive every ``JOBS_HEARTBEAT_SECONDS`` while it runs, from a thread of its own.
 
-    It also keeps the runner in touch with the job's row: a heartbeat every ``JOBS_HEARTBEAT_SECONDS``, and the
-    job's control state (cancellation requested, claim lost) known at most ``JOBS_CHUNK_BATCH_SECONDS`` old —
-    every write of events returns it, so only a run that writes nothing for that long reads it on its own —
-    and checking for cancellation before every chunk costs no query each.
+    Why a thread: the agent may wait on one model or tool call for longer than ``JOBS_STALE_AFTER_SECONDS``
+    without yielding anything, and a heartbeat written only between events would then look like a dead worker
+    and the janitor would run the job a second time. A thread keeps beating through such waits, so the stale
+    limit can be short (a dead worker's job is taken over in seconds) without a slow call ever being mistaken
+    for one. It never decides that the claim is lost (the runner learns that from its own reads); it only stops
+    beating once the claim is no longer its own.
     """
 
     def __init__(self, job: Job) -> None:
+        super().__init__(name=f"heartbeat-{job.id}", daemon=True)
         self.job = job
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.wait(settings.JOBS_HEARTBEAT_SECONDS):
+                try:
+                    if not services.job_heartbeat(job=self.job):
+                        return
+                except Exception as exc:  # the database is away: try again next beat, the janitor judges
+                    logger.warning("job %s: heartbeat not written: %s", self.job.id, exc)
+        finally:
+            connection.close()  # this thread's own connection (given back to the pool on PostgreSQL)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join()
+
+    @staticmethod
+    def possible() -> bool:
+        # An in-memory SQLite database (the embedded test suite's) fails at once, instead of waiting, when two
+        # threads write to it; there the runner beats between events on its own thread instead.
+        return not (connection.vendor == "sqlite" and connection.is_in_memory_db())  # type: ignore[attr-defined]
+
+
+class _EventWriter:
+    """Persists a run's events in order; ``llm.chunk`` events are batched so a token stream is not a write each.
+
+    It also keeps the runner in touch with the job's row: a heartbeat every ``JOBS_HEARTBEAT_SECONDS`` when no
+    ``_Heartbeat`` thread beats for it, and the job's control state (cancellation requested, claim lost) known
+    at most ``JOBS_CHUNK_BATCH_SECONDS`` old — every write of events returns it, so only a run that writes
+    nothing for that long reads it on its own — and checking for cancellation before every chunk costs no
+    query each.
+    """
+
+    def __init__(self, job: Job, *, beats: bool) -> None:
+        self.job = job
+        self.beats = beats
         self.pending: list[NewEvent] = []
         now = time.monotonic()
         self.last_flush = now
@@ -64,7 +106,7 @@ class _EventWriter:
             self.record(services.job_events_append(job=self.job, events=self.pending))
         self.pending = []
         self.last_flush = time.monotonic()
-        if time.monotonic() - self.last_heartbeat >= settings.JOBS_HEARTBEAT_SECONDS:
+        if self.beats and time.monotonic() - self.last_heartbeat >= settings.JOBS_HEARTBEAT_SECONDS:
             self.heartbeat()
 
     def heartbeat(self) -> None:
@@ -196,8 +238,17 @@ def execute(job: Job) -> None:
     A claim that is lost midway (the janitor gave the job to another worker) ends the run without writing
     anything more: the job belongs to the other attempt now.
     """
-    writer = _EventWriter(job)
+    heartbeat = _Heartbeat(job) if _Heartbeat.possible() else None
+    if heartbeat is not None:
+        heartbeat.start()
+    try:
+        _execute(job, _EventWriter(job, beats=heartbeat is None))
+    finally:
+        if heartbeat is not None:
+            heartbeat.stop()
 
+
+def _execute(job: Job, writer: _EventWriter) -> None:
     def should_stop() -> bool:
         writer.check_due()
         return writer.must_stop

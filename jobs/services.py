@@ -12,6 +12,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, connection, transaction
@@ -25,7 +26,7 @@ from agents.providers import DEFAULT_MODEL
 from agents.registry import get_agent_class
 from agents.runtime import RESPONSE_ACTIONS
 from aihub.api.problems import Conflict, problem
-from aihub.celery import task_send
+from aihub.celery import broker_run_id, task_send
 from jobs import usage as accounting
 from jobs import webhooks
 from jobs.models import ACTIVE_STATUSES, FINAL_STATUSES, Artifact, ArtifactKind, CancelMode, Job, JobStatus
@@ -585,9 +586,27 @@ def _repair_stale(*, job_id: uuid.UUID, stale_before: datetime) -> str:
     return "failed"
 
 
+BROKER_RUN_ID_CACHE_KEY = "jobs:janitor:broker-run-id"
+
+
+def _broker_restarted() -> bool:
+    """Whether the broker restarted since the janitor last looked (it may have lost its task messages).
+
+    None remembered counts as a restart: the cache is Redis too, and a Redis that restarted without persistence
+    forgot the id along with the messages. A Redis that restarted with its append-only file kept both, and
+    re-sending then only costs a few refused duplicate claims.
+    """
+    run_id = broker_run_id()
+    if run_id is None or cache.get(BROKER_RUN_ID_CACHE_KEY) == run_id:
+        return False
+    cache.set(BROKER_RUN_ID_CACHE_KEY, run_id, timeout=None)
+    return True
+
+
 def janitor_run(*, now: datetime | None = None) -> dict[str, int]:
     """Repair what workers left behind: retry or fail jobs whose heartbeat went stale, expire overdue jobs,
-    and re-send queued jobs whose task message was lost. Safe to run anywhere, any number of times."""
+    and re-send queued jobs whose task message was lost (all of them at once when the broker restarted).
+    Safe to run anywhere, any number of times."""
     now = now or timezone.now()
     counts = {"retried": 0, "failed": 0, "cancelled": 0, "expired": 0, "resent": 0}
     stale_before = now - timedelta(seconds=settings.JOBS_STALE_AFTER_SECONDS)
@@ -604,7 +623,8 @@ def janitor_run(*, now: datetime | None = None) -> dict[str, int]:
         if job_finish(job=job, status=JobStatus.EXPIRED):
             counts["expired"] += 1
     # Only threads where the oldest queued job could start now: the others are woken when their job ends.
-    lost_before = now - timedelta(seconds=settings.JOBS_RESEND_QUEUED_AFTER_SECONDS)
+    # Claims are conditional, so a message sent twice runs its job once.
+    lost_before = now if _broker_restarted() else now - timedelta(seconds=settings.JOBS_RESEND_QUEUED_AFTER_SECONDS)
     busy_threads = Job.objects.filter(status__in=(JobStatus.RUNNING, JobStatus.REQUIRES_ACTION)).values("thread_id")
     for thread_id in (
         Job.objects.filter(status=JobStatus.QUEUED, created_at__lt=lost_before)

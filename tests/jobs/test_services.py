@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -472,6 +473,29 @@ def test_the_janitor_resends_queued_jobs_whose_message_was_lost(
     assert drain_sent_jobs() == [str(lost.pk)]
     waiting_behind_a_running_job.refresh_from_db()
     assert waiting_behind_a_running_job.status == JobStatus.QUEUED
+
+
+def test_the_janitor_resends_queued_jobs_at_once_when_the_broker_restarted(
+    echo: Agent,
+    user: User,
+    django_capture_on_commit_callbacks: Any,
+    settings: Any,
+    redis_url: str,
+    broker_from_settings: None,
+) -> None:
+    settings.CELERY_BROKER_URL = redis_url
+    drain_sent_jobs()
+    just_queued = submit(echo, user)  # its message was in the Redis that restarted
+    cache.set(services.BROKER_RUN_ID_CACHE_KEY, "the run before the restart")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.janitor_run()["resent"] == 1
+    assert drain_sent_jobs() == [str(just_queued.pk)]
+
+    # The new run is remembered: from now on a queued job waits out the usual delay before it is re-sent.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.janitor_run()["resent"] == 0
+    assert drain_sent_jobs() == []
 
 
 def test_a_job_the_broker_refuses_stays_queued_and_the_janitor_sends_it_later(

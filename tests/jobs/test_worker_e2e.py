@@ -6,6 +6,7 @@ the Redis broker, and these tests commit for real (``transaction=True``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -111,3 +112,51 @@ def test_a_job_whose_worker_is_killed_midway_recovers_or_fails_cleanly(
     # The killed worker's task message is still unacknowledged in Redis; if it is ever delivered again, the
     # claim refuses it, so the job never runs twice.
     assert services.job_claim(job_id=job.pk, worker="late") is None
+
+
+def test_a_job_that_yields_nothing_for_longer_than_the_stale_limit_keeps_its_worker(
+    start_worker: Callable[..., Worker], membership: Membership, settings: Any
+) -> None:
+    # A word every 2.5 s: between them the agent is as silent as one waiting on a slow model call, for longer
+    # than the worker's 1 s stale limit. The runner's heartbeat thread keeps the job its own meanwhile.
+    slow = AgentFactory.create(tenant=membership.tenant, config={"chunk_delay_seconds": 2.5})
+    worker = start_worker(env=FAST_JANITOR_ENV)
+    job, _ = services.job_submit(agent=slow, user=membership.user, content="slow words")
+    wait_for(lambda: Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).exists(), what="the job to start")
+
+    settings.JOBS_STALE_AFTER_SECONDS = 1  # the janitor's, as the worker's
+    before_the_first_word = time.monotonic() + 2
+    while time.monotonic() < before_the_first_word:
+        time.sleep(0.3)
+        assert services.janitor_run()["retried"] == 0
+
+    job = wait_until_final(job, worker)
+    assert (job.status, job.attempts, job.worker) == (JobStatus.SUCCEEDED, 1, worker.name)
+    assert_gap_free(job.thread)
+
+
+def test_a_killed_workers_job_succeeds_within_twenty_seconds_with_the_default_settings(
+    start_worker: Callable[..., Worker], membership: Membership, settings: Any
+) -> None:
+    slow = AgentFactory.create(tenant=membership.tenant, config={"chunk_delay_seconds": 0.05})
+    victim = start_worker()
+    job, _ = services.job_submit(agent=slow, user=membership.user, content=" ".join(["word"] * 30))
+    wait_for(lambda: Event.objects.filter(job_id=job.pk, type="llm.chunk").count() >= 3, what="the first chunks")
+    victim.kill()
+    killed_at = time.monotonic()
+    rescuer = start_worker()
+
+    # What Celery beat does with the default schedule: the janitor every JOBS_JANITOR_INTERVAL_SECONDS.
+    interval = settings.CELERY_BEAT_SCHEDULE["jobs-janitor"]["schedule"]
+    next_janitor = killed_at
+    while time.monotonic() - killed_at < 20 and not Job.objects.filter(pk=job.pk, status__in=FINAL_STATUSES):
+        if time.monotonic() >= next_janitor:
+            services.janitor_run()
+            next_janitor += interval
+        time.sleep(0.05)
+
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.worker) == (JobStatus.SUCCEEDED, 2, rescuer.name), (
+        f"{job} {time.monotonic() - killed_at:.1f} s after the kill; worker log:\n{rescuer.output()}"
+    )
+    assert_gap_free(job.thread)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -28,7 +29,9 @@ LONG_MESSAGE = " ".join(f"word{n}" for n in range(60))  # the echo agent streams
 
 
 def wait_for(driver: WebDriver, condition: Callable[[WebDriver], Any], timeout: float = 20) -> Any:
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
+    # An element found just before the page navigates (the login's redirect) is stale when it is read: look again.
+    wait = WebDriverWait(driver, timeout, poll_frequency=0.05, ignored_exceptions=(StaleElementReferenceException,))
+    return wait.until(condition)
 
 
 def page(driver: WebDriver, script: str) -> Any:
