@@ -54,5 +54,7 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; host = (os.environ.get('DJANGO_ALLOWED_HOSTS') or 'localhost').split(',')[0].strip().lstrip('.').replace('*', 'localhost'); urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:8000/api/v1/health', headers={'Host': host}), timeout=4)"]
 
-# A command rather than an entry point, so the worker, beat and migrate services can replace it.
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "aihub.asgi:application"]
+# A command rather than an entry point, so the worker, beat and migrate services can replace it. The endpoint
+# form sets the listen backlog: with Twisted's default of 50, a burst of connections overflows it and the kernel
+# drops the rest (clients see connection resets).
+CMD ["daphne", "-e", "tcp:port=8000:interface=0.0.0.0:backlog=1024", "aihub.asgi:application"]

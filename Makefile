@@ -38,7 +38,7 @@ seed: migrate
 run: seed
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	@echo "aihub on http://$(HOST):$(PORT)/  (API docs /api/v1/docs/, admin /admin/)"
-	$(BIN)/daphne -b $(HOST) -p $(PORT) aihub.asgi:application
+	$(BIN)/daphne -e tcp:port=$(PORT):interface=$(HOST):backlog=1024 aihub.asgi:application
 
 # Headless Chromium and its driver for the playground's browser test: Debian's packages, installed only when the
 # driver is missing (CI runs as root); the package lists are refreshed only when the install cannot find them.

@@ -170,7 +170,8 @@ def broker_run_id() -> str | None:
             if conn.transport.driver_type != "redis":
                 return None
             conn.ensure_connection(max_retries=0)
-            return str(conn.default_channel.client.info("server")["run_id"])
+            # kombu's Redis channel holds a redis-py client; the abstract channel type does not say so.
+            return str(conn.default_channel.client.info("server")["run_id"])  # type: ignore[attr-defined]
     except Exception as exc:  # whatever the broker does, the janitor goes on with its other repairs
         logger.warning("the broker's run id is unknown: %s", exc)
         return None

@@ -40,7 +40,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import DEFAULT_POSTGRES, REPO_ROOT, free_port, percentile, recreate_database, stop_processes
+from bench.common import (
+    DEFAULT_POSTGRES,
+    REPO_ROOT,
+    free_port,
+    listen_on,
+    percentile,
+    recreate_database,
+    stop_processes,
+)
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 DATABASE = "aihub_bench_serving"
@@ -103,8 +111,11 @@ def base_environment(var_dir: Path) -> dict[str, str]:
 
 def start_daphne(env: dict[str, str], application: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), application]
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [sys.executable, "-m", "daphne", "-e", listen_on(port), application]
+    # BENCH_SERVER_LOG=path keeps the server's output (errors only: AIHUB_LOG_LEVEL is ERROR) for a look afterwards.
+    log_path = os.environ.get("BENCH_SERVER_LOG")
+    output = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - the server's whole life
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=output, stderr=output)
     base = f"http://127.0.0.1:{port}"
     import urllib.request
 
@@ -144,7 +155,8 @@ def aihub(setup: str, args: argparse.Namespace) -> Iterator[Server]:
                     worker = [sys.executable, "-m", "celery", "-A", "aihub", "worker", "--pool", args.pool]
                     worker += ["--concurrency", str(args.concurrency), "--hostname", f"bench{index}@%h"]
                     worker += ["--loglevel", "ERROR", "--without-gossip", "--without-mingle", "--without-heartbeat"]
-                    processes.append(subprocess.Popen(worker, cwd=REPO_ROOT, env=env))
+                    # The banner on stdout is noise here; errors (stderr) still show.
+                    processes.append(subprocess.Popen(worker, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL))
             daphne, base = start_daphne(env, "aihub.asgi:application")
             processes.insert(0, daphne)
             yield Server(base=base, processes=processes, token=seeded.stdout.strip().splitlines()[-1])

@@ -24,18 +24,11 @@ import argparse
 import asyncio
 import json
 import os
-import re
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -46,104 +39,23 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import DEFAULT_POSTGRES, REPO_ROOT, free_port, percentile, recreate_database, stop_processes
+from bench.common import (
+    DEFAULT_POSTGRES,
+    Server,
+    http_json,
+    percentile,
+    reachable,
+    recreate_database,
+    rss_bytes,
+    serve,
+    server_env,
+)
 
 SERVER = DEFAULT_POSTGRES  # with pgvector, which the knowledge app's migrations need
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 DATABASE = "aihub_bench_streams"
 CHUNK_DELAY = 0.005  # the echo agent's pause per word: 200 events a second into the thread
 FINAL = {"job.succeeded", "job.failed", "job.cancelled", "job.expired"}
-
-
-def reachable(url: str, default_port: int) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def http_json(url: str, *, body: dict[str, Any] | None = None, token: str = "") -> tuple[int, Any]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None)
-    request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=env, check=True, capture_output=True, timeout=300
-    )
-    return done.stdout.decode()
-
-
-@dataclass
-class Server:
-    base: str
-    token: str
-    pid: int
-
-
-@contextmanager
-def serve(env: dict[str, str], *, worker: bool) -> Iterator[Server]:
-    """Migrate, seed the demo, start daphne (and a celery worker): the server and a demo API token."""
-    manage(env, "migrate", "--noinput", "-v0")
-    token = re.search(r"aih_\S+", manage(env, "seed_demo", "--token"))
-    assert token is not None
-    manage(env, "seed_demo_agents")
-    port = free_port()
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "aihub.asgi:application"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    ]
-    if worker:
-        processes.append(
-            subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "celery", "-A", "aihub", "worker", "--pool", "threads", "--concurrency"),
-                    *("1", "--without-gossip", "--without-mingle", "--loglevel", "WARNING", "--hostname"),
-                    "benchstreams@%h",
-                ],
-                cwd=REPO_ROOT,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                status, _ = http_json(f"{base}/api/v1/health/ready")
-                if status == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not become ready")
-            time.sleep(0.2)
-        yield Server(base, token.group(0), processes[0].pid)
-    finally:
-        stop_processes(processes)
 
 
 @dataclass
@@ -395,26 +307,12 @@ def report(
     print(f"server memory per connection: {some.bytes_per_connection / 1024:.0f} KiB")
 
 
-def base_env(var_dir: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")}
-    env.update(
-        AIHUB_VAR_DIR=var_dir,
-        AIHUB_LOG_LEVEL="WARNING",
-        # One address opens every connection here: the per-address connection limit would refuse most of them.
-        AIHUB_WS_CONNECT_RATE="",
-        AIHUB_THROTTLE_TOKEN="100000/minute",
-        DJANGO_SETTINGS_MODULE="aihub.settings",
-        PYTHONPATH=str(REPO_ROOT),
-    )
-    return env
-
-
 def run_embedded(clients: int, sse_clients: int, words: int) -> None:
     from channels.layers import InMemoryChannelLayer
 
     with (
         tempfile.TemporaryDirectory(prefix="aihub-bench-streams-") as var_dir,
-        serve(base_env(var_dir), worker=False) as server,
+        serve(server_env(var_dir), worker=False) as server,
     ):
         aihub = asyncio.run(measure_aihub(server, clients, sse_clients, words))
     layer = InMemoryChannelLayer(capacity=10_000)
@@ -428,13 +326,8 @@ def run_scaled_out(clients: int, sse_clients: int, words: int) -> None:
     recreate_database(SERVER, DATABASE)
     try:
         with tempfile.TemporaryDirectory(prefix="aihub-bench-streams-") as var_dir:
-            env = base_env(var_dir) | {
-                "DATABASE_URL": f"{SERVER}/{DATABASE}",
-                "REDIS_URL": REDIS_URL,
-                "CELERY_BROKER_URL": REDIS_URL,
-                "CELERY_EMBEDDED_WORKER": "false",
-            }
-            with serve(env, worker=True) as server:
+            env = server_env(var_dir, database_url=f"{SERVER}/{DATABASE}", redis_url=REDIS_URL)
+            with serve(env, worker=True, worker_name="benchstreams@%h") as server:
                 aihub = asyncio.run(measure_aihub(server, clients, sse_clients, words))
         layer = RedisChannelLayer(hosts=[REDIS_URL], capacity=10_000)
         baseline = asyncio.run(measure_layer(layer, clients + sse_clients, words))

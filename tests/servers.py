@@ -5,6 +5,7 @@ The fixtures are module-scoped (one server per test module) and registered for e
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -46,16 +48,80 @@ def http_json(url: str, *, body: dict[str, Any] | None = None, token: str = "") 
         return error.code, json.loads(error.read())
 
 
+Frame = dict[str, str]
+
+
+class Stream:
+    """One SSE response, read frame by frame."""
+
+    def __init__(
+        self,
+        base: str,
+        path: str,
+        *,
+        token: str = "",
+        headers: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> None:
+        """A GET, or with ``body`` a POST of that JSON (the message-posting routes with ?stream=true)."""
+        parts = urlsplit(base)
+        self.connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+        sent = {"Accept": "text/event-stream", **(headers or {})}
+        if token:
+            sent["Authorization"] = f"Bearer {token}"
+        if body is None:
+            self.connection.request("GET", path, headers=sent)
+        else:
+            sent["Content-Type"] = "application/json"
+            self.connection.request("POST", path, body=json.dumps(body), headers=sent)
+        self.response = self.connection.getresponse()
+
+    def frames(self) -> Iterator[Frame]:
+        """Frames as {field: value}; a comment as {"comment": text}. Ends when the server closes the stream."""
+        frame: Frame = {}
+        while line := self.response.readline().decode():
+            line = line.rstrip("\n")
+            if not line:
+                if frame:
+                    yield frame
+                frame = {}
+            elif line.startswith(":"):
+                yield {"comment": line[1:].strip()}
+            else:
+                field, _, value = line.partition(": ")
+                frame[field] = value
+
+    def until(self, event_type: str) -> list[Frame]:
+        taken = []
+        for frame in self.frames():
+            if "comment" not in frame:
+                taken.append(frame)
+            if frame.get("event") == event_type:
+                return taken
+        raise AssertionError(f"the stream ended before {event_type}: {taken}")
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def listen_on(port: int) -> str:
+    """daphne's endpoint on localhost, with a listen backlog for bursts of clients (Twisted's default, 50, overflows
+    and the kernel drops the connections beyond it)."""
+    return f"tcp:port={port}:interface=127.0.0.1:backlog=1024"
+
+
 def start_daphne(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO, env=env, check=True, timeout=180
     )
     port = free_port()
+    # A file, not a pipe: nobody reads a pipe while the test runs, and a server whose pipe is full stops serving.
+    log = Path(env["AIHUB_VAR_DIR"]) / f"daphne-{port}.log"
     server = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "aihub.asgi:application"],
+        [sys.executable, "-m", "daphne", "-e", listen_on(port), "aihub.asgi:application"],
         cwd=REPO,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
@@ -67,8 +133,7 @@ def start_daphne(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
         except OSError:
             if server.poll() is not None or time.monotonic() > deadline:
                 server.kill()
-                output = server.stdout.read().decode() if server.stdout else ""
-                pytest.fail(f"daphne did not start:\n{output}")
+                pytest.fail(f"daphne did not start:\n{log.read_text(errors='replace')}")
             time.sleep(0.2)
 
 

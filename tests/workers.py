@@ -75,20 +75,21 @@ class Worker:
 
 @pytest.fixture
 def start_worker(services_run: None, transactional_db: None, tmp_path: Path) -> Iterator[Callable[..., Worker]]:
-    """``start_worker(env={...})``: a `celery -A aihub worker` on the test database, ready to take tasks.
+    """``start_worker(env={...}, concurrency=1)``: a `celery -A aihub worker` (threads pool) on the test database,
+    ready to take tasks.
 
     Stopped before the test database is flushed (this fixture depends on it), so no worker holds a lock then.
     """
     drain_sent_jobs()  # messages that earlier tests sent to the broker are not this test's
     started: list[Worker] = []
 
-    def start(env: dict[str, str] | None = None) -> Worker:
+    def start(env: dict[str, str] | None = None, concurrency: int = 1) -> Worker:
         name = f"e2e{len(started) + 1}-{os.getpid()}@localhost"
         log = tmp_path / f"worker-{len(started) + 1}.log"
         process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "celery", "-A", "aihub", "worker"),
-                *("--pool", "threads", "--concurrency", "1", "-Q", "celery", "--loglevel", "info"),
+                *("--pool", "threads", "--concurrency", str(concurrency), "-Q", "celery", "--loglevel", "info"),
                 *("--without-mingle", "--without-gossip", "--hostname", name),
             ],
             cwd=PROJECT_DIR,

@@ -33,6 +33,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -47,6 +48,7 @@ from aihub.api.base import TenantApiView
 from aihub.api.problems import Conflict
 from aihub.api.schema import ProblemSerializer
 from aihub.conf import aihub_settings
+from aihub.db import release_connection
 from jobs.models import CancelMode, Job
 from jobs.selectors import job_get
 from jobs.services import job_cancel
@@ -120,6 +122,11 @@ async def event_frames(
 
     With ``cancel_on_disconnect`` (and a ``job_id``), leaving before the job's final event cancels the job.
     """
+    # The view that made this response ran on the request's own thread and took a database connection there,
+    # which Django gives back only when the response closes: at the end of the stream, minutes or hours later.
+    # Given back now (same thread: the body is iterated in the request's thread-sensitive context), or every open
+    # stream would hold a connection of the pool and the next requests would find it empty (503).
+    await sync_to_async(release_connection)()
     hub = event_hub()
     group = thread_group(thread_id)
     stream = ThreadEventStream(

@@ -24,6 +24,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.db import connection
 
+from aihub.db import release_connection
 from threads.events import JOB_FINAL_EVENTS, event_payload
 from threads.selectors import event_list
 
@@ -38,7 +39,10 @@ def _read_page_sync(thread_id: uuid.UUID, after: int, up_to: int | None) -> list
     try:
         return [event_payload(event) for event in events[:PAGE_SIZE]]
     finally:
-        _release_connection()
+        # A stream lives for minutes or hours and reads the log only now and then (the replay, a gap, a quiet
+        # spell): a connection kept between reads would stay with every open stream, and a hundred open streams
+        # would hold a hundred connections.
+        release_connection()
 
 
 async def _read_page(thread_id: uuid.UUID, after: int, up_to: int | None) -> list[dict[str, Any]]:
@@ -50,19 +54,6 @@ async def _read_page(thread_id: uuid.UUID, after: int, up_to: int | None) -> lis
     in_memory = connection.vendor == "sqlite" and connection.is_in_memory_db()  # type: ignore[attr-defined]
     read = database_sync_to_async(_read_page_sync, thread_sensitive=in_memory)
     return await read(thread_id, after, up_to)
-
-
-def _release_connection() -> None:
-    """Close this thread's database connection, unless a transaction holds it.
-
-    A stream lives for minutes or hours and reads the log only now and then (the replay, a gap, a quiet spell).
-    Kept open in between (``CONN_MAX_AGE``), the connection of every open stream would stay with it: an SSE
-    request's thread is its own, so a hundred open streams held a hundred PostgreSQL connections and the next
-    request was refused ("too many clients"). The first read also releases the connection the request's
-    authentication opened.
-    """
-    if not connection.in_atomic_block:
-        connection.close()
 
 
 class ThreadEventStream:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import subprocess
 import sys
@@ -10,13 +9,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
-from tests.servers import REPO, base_env, http_json, start_daphne, stop_server
-
-Frame = dict[str, str]
+from tests.servers import REPO, Frame, Stream, base_env, http_json, start_daphne, stop_server
 
 
 @pytest.fixture(scope="module")
@@ -31,59 +27,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
     token = next(word for word in seeded.stdout.decode().split() if word.startswith("aih_"))
     yield base, token
     stop_server(process)
-
-
-class Stream:
-    """One SSE response, read frame by frame."""
-
-    def __init__(
-        self,
-        base: str,
-        path: str,
-        *,
-        token: str = "",
-        headers: dict[str, str] | None = None,
-        body: dict[str, Any] | None = None,
-    ) -> None:
-        """A GET, or with ``body`` a POST of that JSON (the message-posting routes with ?stream=true)."""
-        parts = urlsplit(base)
-        self.connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
-        sent = {"Accept": "text/event-stream", **(headers or {})}
-        if token:
-            sent["Authorization"] = f"Bearer {token}"
-        if body is None:
-            self.connection.request("GET", path, headers=sent)
-        else:
-            sent["Content-Type"] = "application/json"
-            self.connection.request("POST", path, body=json.dumps(body), headers=sent)
-        self.response = self.connection.getresponse()
-
-    def frames(self) -> Iterator[Frame]:
-        """Frames as {field: value}; a comment as {"comment": text}. Ends when the server closes the stream."""
-        frame: Frame = {}
-        while line := self.response.readline().decode():
-            line = line.rstrip("\n")
-            if not line:
-                if frame:
-                    yield frame
-                frame = {}
-            elif line.startswith(":"):
-                yield {"comment": line[1:].strip()}
-            else:
-                field, _, value = line.partition(": ")
-                frame[field] = value
-
-    def until(self, event_type: str) -> list[Frame]:
-        taken = []
-        for frame in self.frames():
-            if "comment" not in frame:
-                taken.append(frame)
-            if frame.get("event") == event_type:
-                return taken
-        raise AssertionError(f"the stream ended before {event_type}: {taken}")
-
-    def close(self) -> None:
-        self.connection.close()
 
 
 def post_message(base: str, token: str, path: str, text: str, *, wait: bool = False) -> dict[str, Any]:
