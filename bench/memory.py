@@ -11,8 +11,8 @@ would and reads each process's resident set size (VmRSS, /proc) at each step:
   (the web process embeds the query, so the model loads there on the first search).
 
 Beside each figure it says whether torch is mapped into the process (``libtorch`` in /proc/PID/maps), which
-shows which processes hold the model. The floor is a bare ``python -c "import django"`` process measured in the
-same run.
+shows which processes hold the model. The floor, measured in the same run, is a process that only ran
+``django.setup()`` with aihub's settings: the imports every aihub process pays before serving anything.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (
     DEFAULT_POSTGRES,
+    REPO_ROOT,
     Server,
     http_json,
     reachable,
@@ -51,10 +52,12 @@ def megabytes(pid: int) -> str:
     return f"{rss_bytes(pid) / 2**20:6.0f} MB ({torch})"
 
 
-def floor() -> str:
-    bare = subprocess.Popen([sys.executable, "-c", "import django, time; time.sleep(30)"])
+def floor(var_dir: str) -> str:
+    """A process that only set Django up with aihub's settings (every installed app imported), serving nothing."""
+    setup = "import django, time; django.setup(); time.sleep(30)"
+    bare = subprocess.Popen([sys.executable, "-c", setup], cwd=REPO_ROOT, env=server_env(var_dir))
     try:
-        time.sleep(1.5)
+        time.sleep(4)
         return f"{rss_bytes(bare.pid) / 2**20:6.0f} MB"
     finally:
         bare.kill()
@@ -151,7 +154,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--skip-scaled-out", action="store_true", help="only the embedded setup")
     args = parser.parse_args()
-    print(f"floor: a bare Python process that imported Django: {floor()}")
+    with tempfile.TemporaryDirectory(prefix="aihub-bench-memory-") as var_dir:
+        print(f"floor: a process that only ran django.setup() with aihub's settings: {floor(var_dir)}")
     run_embedded()
     if args.skip_scaled_out:
         return
