@@ -21,6 +21,12 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def in_memory_sqlite() -> bool:
+    """Whether the database is an in-memory SQLite one (the embedded test suite's): its connections fail at once,
+    instead of waiting, when they meet another thread's write, so work on it stays on the caller's thread."""
+    return connection.vendor == "sqlite" and bool(connection.is_in_memory_db())  # type: ignore[attr-defined]
+
+
 def release_connection() -> None:
     """Give this thread's connection back, unless a transaction holds it or it is SQLite's."""
     if connection.vendor != "sqlite" and not connection.in_atomic_block:

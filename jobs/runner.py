@@ -19,6 +19,7 @@ from agents.registry import AgentClass, get_agent_class
 from agents.runtime import AgentRun, AwaitInput, Emit, Reply, Resume, TurnEnded
 from agents.runtime import Artifact as ArtifactOutput
 from agents.selectors import agent_version_snapshot
+from aihub.db import in_memory_sqlite
 from jobs import services
 from jobs.models import CancelMode, Job, JobStatus
 from threads.events import NewEvent
@@ -60,9 +61,8 @@ class _Heartbeat(threading.Thread):
 
     @staticmethod
     def possible() -> bool:
-        # An in-memory SQLite database (the embedded test suite's) fails at once, instead of waiting, when two
-        # threads write to it; there the runner beats between events on its own thread instead.
-        return not (connection.vendor == "sqlite" and connection.is_in_memory_db())  # type: ignore[attr-defined]
+        # Not beside an in-memory SQLite database: there the runner beats between events on its own thread.
+        return not in_memory_sqlite()
 
 
 class _EventWriter:

@@ -22,9 +22,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.db import connection
 
-from aihub.db import release_connection
+from aihub.db import in_memory_sqlite, release_connection
 from threads.events import JOB_FINAL_EVENTS, event_payload
 from threads.selectors import event_list
 
@@ -48,11 +47,9 @@ def _read_page_sync(thread_id: uuid.UUID, after: int, up_to: int | None) -> list
 async def _read_page(thread_id: uuid.UUID, after: int, up_to: int | None) -> list[dict[str, Any]]:
     # Outside a request (a WebSocket consumer has no thread-sensitive context of its own) every thread-sensitive
     # call of the process shares one thread: a hundred sockets replaying after a Redis restart would read one
-    # after the other. Reads go to the shared executor instead, side by side. Only an in-memory SQLite database
-    # (the embedded test suite's) is read on the caller's thread, since its connections fail at once, instead of
-    # waiting, when they meet another thread's write.
-    in_memory = connection.vendor == "sqlite" and connection.is_in_memory_db()  # type: ignore[attr-defined]
-    read = database_sync_to_async(_read_page_sync, thread_sensitive=in_memory)
+    # after the other. Reads go to the shared executor instead, side by side (but an in-memory SQLite database
+    # is read on the caller's thread).
+    read = database_sync_to_async(_read_page_sync, thread_sensitive=in_memory_sqlite())
     return await read(thread_id, after, up_to)
 
 
