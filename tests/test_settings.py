@@ -89,7 +89,7 @@ def test_with_no_variables_it_runs_embedded(tmp_path: Path) -> None:
     assert probe["engine"] == "aihub.sqlite"
     assert Path(probe["name"]).parent == tmp_path
     assert probe["journal_mode"] == "wal"
-    assert probe["channel_layer"] == "channels.layers.InMemoryChannelLayer"
+    assert probe["channel_layer"] == "aihub.layers.SharedMessageChannelLayer"
     assert probe["cache"] == "django.core.cache.backends.locmem.LocMemCache"
     assert probe["broker"] == "memory://"
     assert probe["embedded_worker"] is True

@@ -5,7 +5,8 @@ kept here instead, each entry stamped with the *access generation*: a counter in
 scaled out, so every process sees it) that any change of a tenant, role, membership, user or token bumps —
 right away and again once the change commits (a reader in another process may have cached the old rows in
 between). A lookup reads the counter (one cache read) and uses an entry only if it was stored under the current
-generation and within ``TTL_SECONDS``. Entries are copies: a request may not change what the next one sees.
+generation and within ``TTL_SECONDS``. Entries are kept pickled and each hit unpickles its own copy: a request may
+not change what the next one sees (a pickle round trip of model instances costs half a ``deepcopy``).
 
 What is still checked on every request: the token's secret (its hash), its expiry and revocation time, whether
 its user is active — on the cached row, which a revocation or deactivation replaces by bumping the generation.
@@ -13,7 +14,7 @@ its user is active — on the cached row, which a revocation or deactivation rep
 
 from __future__ import annotations
 
-import copy
+import pickle
 import threading
 import time
 from collections import OrderedDict
@@ -30,7 +31,7 @@ MAX_ENTRIES = 10_000
 T = TypeVar("T")
 
 _lock = threading.Lock()
-_entries: OrderedDict[Any, tuple[int, float, Any]] = OrderedDict()
+_entries: OrderedDict[Any, tuple[int, float, bytes]] = OrderedDict()
 
 
 def access_generation() -> int:
@@ -58,9 +59,11 @@ def remembered(key: Any, load: Callable[[], T]) -> T:
     now = time.monotonic()
     with _lock:
         entry = _entries.get(key)
-        if entry is not None and entry[0] == generation and now - entry[1] < TTL_SECONDS:
+        fresh = entry is not None and entry[0] == generation and now - entry[1] < TTL_SECONDS
+        if fresh:
             _entries.move_to_end(key)
-            return copy.deepcopy(entry[2])
+    if entry is not None and fresh:
+        return pickle.loads(entry[2])  # noqa: S301 - bytes this process pickled
     value = load()
     _store(key, value, generation=generation, now=now)
     return value
@@ -73,6 +76,6 @@ def remember(key: Any, value: Any) -> None:
 
 def _store(key: Any, value: Any, *, generation: int, now: float) -> None:
     with _lock:
-        _entries[key] = (generation, now, copy.deepcopy(value))
+        _entries[key] = (generation, now, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
         while len(_entries) > MAX_ENTRIES:
             _entries.popitem(last=False)
