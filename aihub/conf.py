@@ -18,6 +18,8 @@ DEFAULTS: dict[str, Any] = {
     "PAGE_SIZE": 50,
     "MAX_PAGE_SIZE": 200,
     "PROBLEM_PATH_PREFIXES": ["/api/"],
+    # How deeply a JSON body, WebSocket frame or JSON form field may nest (aihub.api.parsers); deeper is a 400.
+    "JSON_MAX_DEPTH": 64,
     "READINESS_TIMEOUT_SECONDS": 2.0,
     # What a 503 for an unavailable database, Redis or broker (aihub.unavailable) tells the client to wait.
     "UNAVAILABLE_RETRY_AFTER_SECONDS": 2,

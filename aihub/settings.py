@@ -306,7 +306,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "aihub.api.pagination.EnvelopePagination",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "aihub.api.parsers.JSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],

@@ -85,6 +85,7 @@ from rest_framework.utils.encoders import JSONEncoder
 from agents.selectors import answering_agent
 from aihub.access.authentication import authenticate_bearer
 from aihub.access.principal import READ_SCOPE, WRITE_SCOPE, Principal, principal_for
+from aihub.api.parsers import JSONTooDeep, NullCharacter, load_json
 from aihub.api.problems import exception_handler, problem
 from aihub.api.throttling import LocalCounters, WindowHit, sliding_window_hit
 from aihub.conf import aihub_settings
@@ -380,7 +381,12 @@ class _EventsConsumer(AsyncWebsocketConsumer):
                 413, f"Frames may have at most {aihub_settings.WS_MAX_FRAME_BYTES} bytes.", type_slug="frame-too-large"
             )
         try:
-            frame = json.loads(raw)
+            frame = load_json(raw)
+        except JSONTooDeep as exc:
+            raise FrameError(400, f"The frame is {exc}.", type_slug="malformed-frame") from None
+        except NullCharacter as exc:
+            # PostgreSQL could store the message in neither text nor jsonb.
+            raise FrameError(400, f"{exc}.", type_slug="malformed-frame") from None
         except ValueError:
             raise FrameError(400, "The frame is not valid JSON.", type_slug="malformed-frame") from None
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):

@@ -23,7 +23,7 @@ import math
 from typing import Any, cast
 
 from django.http import Http404, HttpResponse, QueryDict
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 
 from agents.api.catalogue import MODELS_RESOURCE
@@ -31,6 +31,7 @@ from agents.catalogue import catalogue_refresh_due, model_get
 from agents.models import CatalogueModel, ModelType, ProviderKind
 from agents.providers.base import ProviderError
 from aihub.api.base import caller
+from aihub.api.parsers import JSONParser
 from aihub.interop.agents import default_principal
 from aihub.interop.openai_api import OpenAIError, OpenAIView, _invalid, _requested_model
 from jobs.models import PassthroughCall

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
 from rest_framework import serializers
 
 from aihub.access.api.serializers import StrictSerializer
+from aihub.api.parsers import NULL_CHARACTER_CODE, NULL_CHARACTER_MESSAGE, NullCharacter, load_json
 from knowledge.models import Collection, Document
 from knowledge.search import MAX_QUERY_CHARS, MAX_TOP_K, MODES
 
@@ -150,7 +150,9 @@ class _MetadataJSONField(serializers.JSONField):
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, str):
             try:
-                data = json.loads(data)
+                data = load_json(data)
+            except NullCharacter as exc:
+                raise serializers.ValidationError(NULL_CHARACTER_MESSAGE, code=NULL_CHARACTER_CODE) from exc
             except ValueError as exc:
                 raise serializers.ValidationError("Must be a JSON object.") from exc
         if not isinstance(data, dict):

@@ -18,7 +18,7 @@ from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -26,6 +26,7 @@ from aihub.access.api.views import TENANT_PARAMETER
 from aihub.access.principal import WRITE_SCOPE
 from aihub.access.rules import Level, granted_ids
 from aihub.api.base import TenantApiView, TenantScopedViewSet
+from aihub.api.parsers import JSONParser
 from aihub.api.problems import PROBLEM_CONTENT_TYPE, PayloadTooLarge, service_errors
 from aihub.api.schema import ProblemSerializer
 from knowledge import selectors, services

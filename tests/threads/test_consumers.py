@@ -326,6 +326,30 @@ def test_bad_frames_get_error_frames_and_the_connection_carries_on(thread: Threa
     assert live["id"] == 4
 
 
+def test_a_too_deep_frame_and_a_nul_in_a_message_are_error_frames_not_a_crash(thread: Thread, token: str) -> None:
+    async def scenario() -> list[Frame]:
+        ws = await opened(socket(thread_path(thread, f"token={token}&last_event_id=3")))
+        await receive(ws, 1)
+        await ws.send_to(text_data="[" * 10_000 + "]" * 10_000)
+        await ws.send_to(text_data='{"type": "ping", "ref": ' + '{"a":' * 100 + "1" + "}" * 100 + "}")
+        await ws.send_json_to({"type": "message.create", "content": [{"type": "text", "text": "hi\u0000"}]})
+        await ws.send_json_to({"type": "ping", "ref": "still-here"})
+        answers = await receive(ws, 4)
+        await ws.disconnect()
+        return answers
+
+    stack_deep, too_deep, nul, pong = run(scenario)
+
+    for error in (stack_deep, too_deep, nul):
+        assert error["type"] == "error"
+        assert error["error"]["status"] == 400
+        assert error["error"]["type"] == "urn:aihub:problem:malformed-frame"
+    assert "nested deeper than 64 levels" in too_deep["error"]["detail"]
+    assert "content[0].text" in nul["error"]["detail"]
+    assert pong == {"type": "pong", "ref": "still-here"}
+    assert not Job.objects.exists()
+
+
 def test_a_client_stuck_sending_bad_frames_is_closed_with_4400(thread: Thread, token: str) -> None:
     async def scenario() -> int:
         ws = await opened(socket(thread_path(thread, f"token={token}&last_event_id=3")))
