@@ -18,6 +18,10 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from aihub.celery import start_embedded_beat, start_embedded_worker  # noqa: E402
 from aihub.interop.mcp import with_mcp  # noqa: E402
 from aihub.routing import websocket_urlpatterns  # noqa: E402
+from aihub.serving import leave_request_bodies_to_django  # noqa: E402
+
+# daphne imports this module before it listens, so every request it builds leaves multipart bodies to Django.
+leave_request_bodies_to_django()
 
 application = ProtocolTypeRouter(
     {

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
 from tests.servers import http_json
 
 
@@ -28,6 +34,36 @@ def test_the_embedded_server_answers_unknown_api_routes_with_problem_details(emb
     assert status == 404
     assert body["type"] == "urn:aihub:problem:not-found"
     assert body["instance"] == "/api/v1/no/such/route"
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "body"),
+    [
+        ("threads/", "multipart/form-data", b'{"title": "JSON under a multipart type"}'),
+        ("files/", "multipart/form-data; boundary=xyz", b"no parts at all"),
+        ("agents/calculator/tools/calculator", "multipart/form-data; boundary=xyz", b"--xyz\r\nhalf a part"),
+    ],
+    ids=["json-as-multipart", "no-parts", "half-a-part"],
+)
+def test_the_embedded_server_answers_a_malformed_multipart_body_with_a_problem(
+    embedded_server: tuple[str, str], path: str, content_type: str, body: bytes
+) -> None:
+    base, token = embedded_server
+    request = urllib.request.Request(f"{base}/api/v1/demo/{path}", data=body, method="POST")
+    request.add_header("Content-Type", content_type)
+    request.add_header("Authorization", f"Bearer {token}")
+    request.add_header("X-Request-ID", "malformed-multipart-1")
+
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(request, timeout=20)
+
+    # Twisted's own form parsing used to answer these with a bare 400: no body, no headers at all.
+    assert answer.value.code == 400
+    assert answer.value.headers["Content-Type"] == "application/problem+json"
+    assert answer.value.headers["X-Request-ID"] == "malformed-multipart-1"
+    problem = json.loads(answer.value.read())
+    assert problem["status"] == 400
+    assert problem["correlation_id"] == "malformed-multipart-1"
 
 
 def test_the_scaled_out_server_is_ready_on_postgresql_and_redis(scaled_out_server: str) -> None:
