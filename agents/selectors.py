@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import Http404
 
 from agents.models import Agent, AgentVersion, Handoff
+from aihub.api.problems import not_found
 from threads.events import EventType
 from threads.models import Event
 from threads.selectors import thread_member_list
@@ -32,7 +32,7 @@ def agent_get(*, principal: Principal, slug: str) -> Agent:
     """The agent, or Http404 when it does not exist or the caller may not see it (the two look the same)."""
     agent = agent_list(principal=principal).filter(slug=slug).first()
     if agent is None:
-        raise Http404(f"No agent {slug!r}.")
+        raise not_found("agent", slug)
     return agent
 
 

@@ -10,8 +10,8 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import QuerySet
-from django.http import Http404
 
+from aihub.api.problems import not_found
 from aihub.db import db_call
 from jobs.models import FINAL_STATUSES, Artifact, Job, JobStatus, WebhookDelivery
 from threads.events import JOB_FINAL_EVENTS, EventType, thread_group
@@ -92,7 +92,7 @@ def job_get(*, principal: Principal, job_id: uuid.UUID | str) -> Job:
     """The job, or Http404 when it does not exist or the caller may not see it."""
     job = job_list(principal=principal).filter(pk=job_id).first()
     if job is None:
-        raise Http404("No such job.")
+        raise not_found("job", job_id)
     return job
 
 
@@ -104,7 +104,7 @@ def artifact_list(*, job: Job) -> QuerySet[Artifact]:
 def artifact_get(*, job: Job, artifact_id: uuid.UUID | str) -> Artifact:
     artifact = artifact_list(job=job).filter(pk=artifact_id).first()
     if artifact is None:
-        raise Http404("No such artifact.")
+        raise not_found("artifact", artifact_id)
     return artifact
 
 

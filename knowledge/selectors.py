@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import QuerySet
-from django.http import Http404
 
+from aihub.api.problems import not_found
 from knowledge.models import Collection, Document
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ def collection_get(*, principal: Principal, slug: str) -> Collection:
     """The collection, or Http404 when it does not exist or the caller may not see it (the two look the same)."""
     collection = collection_list(principal=principal).filter(slug=slug).first()
     if collection is None:
-        raise Http404(f"No collection {slug!r}.")
+        raise not_found("collection", slug)
     return collection
 
 
@@ -49,5 +49,5 @@ def document_list(
 def document_get(*, collection: Collection, document_id: Any) -> Document:
     document = Document.objects.filter(collection=collection, pk=document_id).first()
     if document is None:
-        raise Http404(f"No document {document_id} in collection {collection.slug!r}.")
+        raise not_found("document", document_id)
     return document

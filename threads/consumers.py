@@ -86,7 +86,7 @@ from agents.selectors import answering_agent
 from aihub.access.authentication import authenticate_bearer
 from aihub.access.principal import READ_SCOPE, WRITE_SCOPE, Principal, principal_for
 from aihub.api.parsers import JSONTooDeep, NullCharacter, load_json
-from aihub.api.problems import exception_handler, problem
+from aihub.api.problems import exception_handler, not_found, problem
 from aihub.api.throttling import LocalCounters, WindowHit, sliding_window_hit
 from aihub.conf import aihub_settings
 from aihub.context import request_id_var
@@ -188,7 +188,7 @@ def _visible_thread(principal: Principal, thread_id: Any) -> Thread:
     try:
         return selectors.thread_get(principal=principal, thread_id=uuid.UUID(str(thread_id)))
     except ValueError:
-        raise Http404("No such thread.") from None
+        raise not_found("thread", thread_id) from None
 
 
 @database_sync_to_async
@@ -230,9 +230,9 @@ def _job_cancel(principal: Principal, thread_id: uuid.UUID | None, job_id: Any, 
     try:
         job = job_get(principal=principal, job_id=uuid.UUID(str(job_id)))
     except ValueError:
-        raise Http404("No such job.") from None
+        raise not_found("job", job_id) from None
     if thread_id is not None and job.thread_id != thread_id:
-        raise Http404("No such job in this thread.")
+        raise not_found("job", job_id)
     serializer = JobCancelSerializer(data=body)
     serializer.is_valid(raise_exception=True)
     job_cancel(job=job, mode=serializer.validated_data["mode"])

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from django.db.models import Exists, OuterRef, QuerySet
-from django.http import Http404
 
+from aihub.api.problems import not_found
 from threads.models import Event, File, Message, Thread, ThreadMember
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def thread_get(*, principal: Principal, thread_id: uuid.UUID | str) -> Thread:
     """The thread, or Http404 when it does not exist or the caller may not see it."""
     thread = thread_list(principal=principal).filter(pk=thread_id).first()
     if thread is None:
-        raise Http404("No such thread.")
+        raise not_found("thread", thread_id)
     return thread
 
 
@@ -66,7 +66,7 @@ def file_get(*, principal: Principal, file_id: uuid.UUID | str) -> File:
     """The file, or Http404 when it does not exist or the caller may not see it."""
     file = file_list(principal=principal).filter(pk=file_id).first()
     if file is None:
-        raise Http404("No such file.")
+        raise not_found("file", file_id)
     return file
 
 

@@ -24,7 +24,7 @@ from drf_spectacular.utils import (
     extend_schema_serializer,
     extend_schema_view,
 )
-from rest_framework import exceptions, serializers, status
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -45,7 +45,7 @@ from aihub.access.api.serializers import StrictSerializer
 from aihub.access.api.views import TENANT_PARAMETER
 from aihub.access.principal import WRITE_SCOPE
 from aihub.api.base import TenantScopedViewSet, caller
-from aihub.api.problems import PROBLEM_CONTENT_TYPE, service_errors
+from aihub.api.problems import PROBLEM_CONTENT_TYPE, not_found, service_errors
 from aihub.api.schema import ProblemSerializer
 
 METADATA_MAX_BYTES = 8 * 1024
@@ -150,7 +150,7 @@ class _MemoryViewSet(TenantScopedViewSet):
         self.check_read()
         memory = self.get_queryset().filter(pk=id).first()
         if memory is None:
-            raise exceptions.NotFound(f"No memory {id} here.")
+            raise not_found("memory", id)
         return memory
 
     def list(self, request: Request, tenant: str) -> Response:

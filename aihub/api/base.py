@@ -8,12 +8,14 @@ from adrf.views import APIView as AsyncAPIView
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import User
 from django.db.models import Model, QuerySet
+from django.http import Http404
 from rest_framework.exceptions import NotAuthenticated
 from rest_framework.request import Request
 from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
 from aihub.access.principal import Principal, principal_for
+from aihub.api.problems import not_found
 from aihub.api.throttling import IpRateThrottle
 
 
@@ -36,6 +38,16 @@ class ApiMixin:
 
     def visible_queryset(self) -> QuerySet[Any]:
         raise NotImplementedError
+
+    def get_object(self) -> Any:
+        # DRF's lookup answers with Django's "No File matches the given query." (or a bare "Not found." for a
+        # malformed id); the API words every 404 the same way, in its own voice.
+        try:
+            return super().get_object()  # type: ignore[misc]
+        except Http404:
+            lookup = getattr(self, "lookup_url_kwarg", None) or getattr(self, "lookup_field", "pk")
+            model = self.model or self.get_queryset().model
+            raise not_found(str(model._meta.verbose_name), self.kwargs.get(lookup, "")) from None  # type: ignore[attr-defined]
 
     def perform_authentication(self, request: Request) -> None:
         # Before authentication, so that failed credentials are rate limited by address as well.

@@ -98,6 +98,12 @@ def problem_response(request: HttpRequest, *, status: int, detail: str, **extra:
     )
 
 
+def not_found(resource: str, key: object) -> Http404:
+    """The API's one wording of a 404 for a resource: the same whether it does not exist, belongs to another
+    tenant or is hidden from the caller, since telling those apart would say what exists elsewhere."""
+    return Http404(f"No {resource} {str(key)[:200]!r}.")
+
+
 def _flatten_errors(data: Any, prefix: str = "") -> list[dict[str, str]]:
     errors: list[dict[str, str]] = []
     if isinstance(data, dict):

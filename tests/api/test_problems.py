@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from aihub.access.models import Membership, Tenant
+from aihub.access.models import Membership, Role, Tenant
+from tests.agents.factories import AgentFactory
 from tests.api.urls import HALF_WRITTEN_SLUG, SECRET_IN_EXCEPTION
 from tests.factories import MembershipFactory
 from tests.helpers import assert_problem
+from tests.knowledge.factories import CollectionFactory
+from tests.threads.factories import FileFactory, ThreadFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -102,6 +108,89 @@ def test_a_tenant_the_caller_is_not_in_is_the_same_404(member_client: APIClient,
 
 def test_a_malformed_uuid_in_the_path_is_a_404_problem(member_client: APIClient, membership: Membership) -> None:
     assert_problem(member_client.get(f"/api/v1/{membership.tenant.slug}/roles/not-a-uuid/"), 404)
+
+
+def _foreign_file(other: Membership) -> str:
+    return str(FileFactory.create(tenant=other.tenant, uploaded_by=other.user).pk)
+
+
+def _foreign_thread(other: Membership) -> str:
+    return str(ThreadFactory.create(tenant=other.tenant, created_by=other.user).pk)
+
+
+def _foreign_role(other: Membership) -> str:
+    return str(Role.objects.filter(tenant=other.tenant).values_list("pk", flat=True)[0])
+
+
+def _foreign_collection(other: Membership) -> str:
+    return CollectionFactory.create(tenant=other.tenant, slug="handbook").slug
+
+
+def _foreign_agent(other: Membership) -> str:
+    return AgentFactory.create(tenant=other.tenant, slug="helper").slug
+
+
+@pytest.mark.parametrize(
+    ("route", "resource", "make_foreign", "unknown"),
+    [
+        ("files", "file", _foreign_file, str(uuid.uuid4())),
+        ("threads", "thread", _foreign_thread, str(uuid.uuid4())),
+        ("roles", "role", _foreign_role, str(uuid.uuid4())),
+        ("collections", "collection", _foreign_collection, "no-such-collection"),
+        ("agents", "agent", _foreign_agent, "no-such-agent"),
+    ],
+    ids=["file", "thread", "role", "collection", "agent"],
+)
+def test_another_tenants_resource_is_the_same_404_as_one_that_does_not_exist(
+    admin_membership: Membership,
+    client_as: Callable[..., APIClient],
+    settings: Any,
+    tmp_path: Path,
+    route: str,
+    resource: str,
+    make_foreign: Callable[[Membership], str],
+    unknown: str,
+) -> None:
+    settings.MEDIA_ROOT = tmp_path
+    foreign = make_foreign(MembershipFactory.create(roles=["admin"]))
+    client = client_as(admin_membership)
+    base = f"/api/v1/{admin_membership.tenant.slug}/{route}/"
+
+    foreign_problem = assert_problem(client.get(f"{base}{foreign}/"), 404)
+    unknown_problem = assert_problem(client.get(f"{base}{unknown}/"), 404)
+
+    # In the API's own words (not Django's "No File matches the given query."), naming only what was asked for.
+    assert foreign_problem["detail"] == f"No {resource} '{foreign}'."
+    assert unknown_problem["detail"] == f"No {resource} '{unknown}'."
+
+
+@pytest.mark.parametrize(
+    ("route", "resource"),
+    [
+        ("jobs/{id}/", "job"),
+        ("schedules/{id}/", "schedule"),
+        ("memories/{id}/", "memory"),
+        ("threads/{id}/messages/", "thread"),
+        ("jobs/{id}/artifacts", "job"),
+    ],
+)
+def test_every_kind_of_resource_words_its_404_the_same_way(
+    admin_membership: Membership, client_as: Callable[..., APIClient], route: str, resource: str
+) -> None:
+    missing = uuid.uuid4()
+    path = f"/api/v1/{admin_membership.tenant.slug}/" + route.format(id=missing)
+
+    problem = assert_problem(client_as(admin_membership).get(path), 404)
+
+    assert problem["detail"] == f"No {resource} '{missing}'."
+
+
+def test_a_malformed_id_is_worded_as_any_other_404(
+    admin_membership: Membership, client_as: Callable[..., APIClient]
+) -> None:
+    path = f"/api/v1/{admin_membership.tenant.slug}/roles/not-a-uuid/"
+
+    assert assert_problem(client_as(admin_membership).get(path), 404)["detail"] == "No role 'not-a-uuid'."
 
 
 def test_an_unknown_route_under_the_api_is_a_404_problem(api_client: APIClient) -> None:
