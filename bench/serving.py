@@ -62,6 +62,7 @@ from aihub.access import services as access
 user = access.user_create(username="bench")
 tenant = access.tenant_create(slug="bench", name="Bench", owner=user)
 agents.agent_create(tenant=tenant, slug="echo", class_name="echo")
+agents.agent_create(tenant=tenant, slug="slow", class_name="echo", config={"chunk_delay_seconds": 0.05})
 print(access.api_token_create(user=user, name="bench", tenant=tenant)[1])
 """
 
@@ -133,7 +134,9 @@ def start_daphne(env: dict[str, str], application: str) -> tuple[subprocess.Pope
 
 
 @contextmanager
-def aihub(setup: str, args: argparse.Namespace) -> Iterator[Server]:
+def aihub(setup: str, args: argparse.Namespace, *, redis_url: str = REDIS_URL, beat: bool = False) -> Iterator[Server]:
+    """aihub as an operator runs it (see the module's docstring); scaled out with ``args.workers`` workers and, with
+    ``beat``, one ``celery beat`` (the janitor's schedule). The API token of tenant ``bench`` is ``Server.token``."""
     with tempfile.TemporaryDirectory(prefix="aihub-bench-") as folder:
         var_dir = Path(folder)
         (var_dir / "static").mkdir()
@@ -142,8 +145,8 @@ def aihub(setup: str, args: argparse.Namespace) -> Iterator[Server]:
             recreate_database(DEFAULT_POSTGRES, DATABASE)
             import redis
 
-            redis.Redis.from_url(REDIS_URL).flushdb()
-            env.update(DATABASE_URL=f"{DEFAULT_POSTGRES}/{DATABASE}", REDIS_URL=REDIS_URL, CELERY_BROKER_URL=REDIS_URL)
+            redis.Redis.from_url(redis_url).flushdb()
+            env.update(DATABASE_URL=f"{DEFAULT_POSTGRES}/{DATABASE}", REDIS_URL=redis_url, CELERY_BROKER_URL=redis_url)
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=REPO_ROOT, env=env, check=True)
         seeded = subprocess.run(
             [sys.executable, "-c", SEED], cwd=REPO_ROOT, env=env, check=True, capture_output=True, text=True
@@ -157,6 +160,9 @@ def aihub(setup: str, args: argparse.Namespace) -> Iterator[Server]:
                     worker += ["--loglevel", "ERROR", "--without-gossip", "--without-mingle", "--without-heartbeat"]
                     # The banner on stdout is noise here; errors (stderr) still show.
                     processes.append(subprocess.Popen(worker, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL))
+                if beat:
+                    scheduler = [sys.executable, "-m", "celery", "-A", "aihub", "beat", "--loglevel", "ERROR"]
+                    processes.append(subprocess.Popen(scheduler, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL))
             daphne, base = start_daphne(env, "aihub.asgi:application")
             processes.insert(0, daphne)
             yield Server(base=base, processes=processes, token=seeded.stdout.strip().splitlines()[-1])

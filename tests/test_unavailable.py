@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -24,7 +25,16 @@ from django import db
 from kombu.exceptions import OperationalError as BrokerError
 
 from aihub.unavailable import unavailable_dependency
-from tests.servers import REPO, base_env, postgres_database, seed_demo_token, start_daphne, stop_server
+from tests.servers import (
+    REPO,
+    Stream,
+    base_env,
+    http_json,
+    postgres_database,
+    seed_demo_token,
+    start_daphne,
+    stop_server,
+)
 
 
 def get(url: str, token: str) -> tuple[int, dict[str, str], dict[str, Any]]:
@@ -79,6 +89,7 @@ def one_connection_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             "DATABASE_POOL_MIN_SIZE": "1",
             "DATABASE_POOL_MAX_SIZE": "1",
             "DATABASE_POOL_TIMEOUT_SECONDS": "0.5",
+            "AIHUB_SSE_KEEPALIVE_SECONDS": "1",
         }
         server, base = start_daphne(env)
         try:
@@ -90,6 +101,27 @@ def one_connection_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 SERVICES_SUITE = os.environ.get("DATABASE_URL", "").startswith("postgres")
 
 
+@contextmanager
+def held_up_reads(database_url: str, url: str, token: str, *, table: str) -> Iterator[None]:
+    """While inside: ``table`` is locked, and a request reading it holds the pool's only connection waiting."""
+    with psycopg.connect(database_url) as locker:
+        locker.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        held: list[tuple[int, dict[str, str], dict[str, Any]]] = []
+        holder = threading.Thread(target=lambda: held.append(get(url, token)))
+        holder.start()
+        with psycopg.connect(database_url, autocommit=True) as watcher:
+            deadline = time.monotonic() + 10
+            while not watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()[0]:  # type: ignore[index]
+                assert time.monotonic() < deadline, "the request never reached the locked table"
+                time.sleep(0.05)
+        yield
+        locker.rollback()
+    holder.join(timeout=30)
+    assert held[0][0] == 200, "the request that held the connection finishes once the lock is gone"
+
+
 @pytest.mark.services
 @pytest.mark.skipif(not SERVICES_SUITE, reason="runs once, in the services suite (it needs PostgreSQL)")
 def test_a_request_that_finds_the_pool_empty_gets_503_and_the_server_recovers(
@@ -99,32 +131,51 @@ def test_a_request_that_finds_the_pool_empty_gets_503_and_the_server_recovers(
     threads_url = f"{base}/api/v1/demo/threads/"
     assert get(threads_url, token)[0] == 200
 
-    with psycopg.connect(database_url) as locker:
-        # Whoever reads threads now waits for this lock, holding the pool's only connection while it waits.
-        locker.execute("LOCK TABLE threads_thread IN ACCESS EXCLUSIVE MODE")
-        held: list[tuple[int, dict[str, str], dict[str, Any]]] = []
-        holder = threading.Thread(target=lambda: held.append(get(threads_url, token)))
-        holder.start()
+    # Whoever reads threads now waits for the lock, holding the pool's only connection while it waits.
+    with held_up_reads(database_url, threads_url, token, table="threads_thread"):
+        assert_unavailable(get(threads_url, token), "database")
         with psycopg.connect(database_url, autocommit=True) as watcher:
-            deadline = time.monotonic() + 10
-            while not watcher.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            ).fetchone()[0]:  # type: ignore[index]
-                assert time.monotonic() < deadline, "the first request never reached the locked table"
-                time.sleep(0.05)
-
-            assert_unavailable(get(threads_url, token), "database")
-
             server_connections = watcher.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
             ).fetchone()[0]  # type: ignore[index]
-        locker.rollback()
-    holder.join(timeout=30)
 
-    assert held[0][0] == 200, "the request that held the connection finishes once the lock is gone"
     # The server's one connection and the test's own locker: the pool never opened a second one.
     assert server_connections == 2
     assert get(threads_url, token)[0] == 200
+
+
+@pytest.mark.services
+@pytest.mark.skipif(not SERVICES_SUITE, reason="runs once, in the services suite (it needs PostgreSQL)")
+def test_a_stream_whose_reads_find_the_pool_empty_stays_open_and_delivers_what_comes_after(
+    one_connection_server: tuple[str, str, str],
+) -> None:
+    base, token, database_url = one_connection_server
+    status, thread = http_json(f"{base}/api/v1/demo/threads/", body={"title": "Before"}, token=token)
+    assert status == 201, thread
+    stream = Stream(base, f"/api/v1/demo/threads/{thread['id']}/stream", token=token)
+    try:
+        frames = stream.frames()
+        assert any(frame.get("event") == "stream.mode" for frame in frames)
+        # Longer than the stream's quiet spell (STREAM_POLL_SECONDS, 5 s): its re-check of the log meets the empty
+        # pool (0.5 s), and used to end the response there, mid-stream.
+        with held_up_reads(
+            database_url, f"{base}/api/v1/demo/threads/{thread['id']}/events/", token, table="threads_event"
+        ):
+            time.sleep(6.5)
+        patch = urllib.request.Request(
+            f"{base}/api/v1/demo/threads/{thread['id']}/",
+            data=json.dumps({"title": "After"}).encode(),
+            method="PATCH",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(patch, timeout=30) as answer:
+            assert answer.status == 200
+        updated = next(frame for frame in frames if "id" in frame)
+    finally:
+        stream.close()
+
+    assert updated["event"] == "thread.updated"
+    assert json.loads(updated["data"])["data"]["title"] == "After"
 
 
 @pytest.mark.skipif(SERVICES_SUITE, reason="runs once, in the embedded suite (it needs no service)")

@@ -8,7 +8,9 @@ events — each exactly once and in order:
 - a live event beyond the next expected id means the channel layer dropped or delayed something: the missing
   range is read from the database first;
 - a full buffer (a slow client) is discarded and the stream catches up from the database;
-- a quiet spell (``poll_seconds``) also checks the database, so a lost *last* event is still delivered.
+- a quiet spell (``poll_seconds``) also checks the database, so a lost *last* event is still delivered;
+- a read that fails (the pool is empty, the database is away) is tried again after a pause, and the stream
+  stays open meanwhile.
 
 The database is the truth; the channel layer only makes it fast. Transports feed live messages with
 :meth:`ThreadEventStream.offer` and send what :meth:`ThreadEventStream.events` yields.
@@ -17,16 +19,22 @@ The database is the truth; the channel layer only makes it fast. Transports feed
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.db import DatabaseError
 
 from aihub.db import in_memory_sqlite, release_connection
 from threads.events import JOB_FINAL_EVENTS, event_payload
 from threads.selectors import event_list
 
+logger = logging.getLogger(__name__)
+
+READ_RETRY_SECONDS = 0.5
+READ_RETRY_MAX_SECONDS = 5.0
 LIVE_MODE_EVENT: dict[str, Any] = {"type": "stream.mode", "data": {"mode": "live"}}
 PAGE_SIZE = 500
 
@@ -50,7 +58,17 @@ async def _read_page(thread_id: uuid.UUID, after: int, up_to: int | None) -> lis
     # after the other. Reads go to the shared executor instead, side by side (but an in-memory SQLite database
     # is read on the caller's thread).
     read = database_sync_to_async(_read_page_sync, thread_sensitive=in_memory_sqlite())
-    return await read(thread_id, after, up_to)
+    delay = READ_RETRY_SECONDS
+    while True:
+        try:
+            return await read(thread_id, after, up_to)
+        except DatabaseError as exc:
+            # An empty pool (overload) or a database away for a moment: the stream waits and reads again, and
+            # its keep-alives go on meanwhile. Raising would end the response mid-stream, and the client would
+            # be left with a truncated body instead of the events it is owed.
+            logger.warning("thread %s: the event log could not be read (%s); again in %.1f s", thread_id, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, READ_RETRY_MAX_SECONDS)
 
 
 class ThreadEventStream:
