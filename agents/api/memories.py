@@ -85,7 +85,8 @@ class MemorySerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    @extend_schema_field(OpenApiTypes.FLOAT)
+    # Null outside searches: the schema must say so (OpenApiTypes.FLOAT alone is a number that is never null).
+    @extend_schema_field(serializers.FloatField(allow_null=True))
     def get_score(self, memory: Memory) -> float | None:
         score = getattr(memory, "score", None)
         return None if score is None else round(float(score), 4)

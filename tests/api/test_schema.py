@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from django.core.management import call_command
+from rest_framework import serializers
 from rest_framework.test import APIClient
 
 pytestmark = pytest.mark.django_db
@@ -85,6 +88,67 @@ def test_list_responses_use_the_envelope(schema: dict[str, Any]) -> None:
     assert set(body["required"]) == {"items", "total", "limit", "offset"}
     assert body["properties"]["items"]["type"] == "array"
     assert {parameter["name"] for parameter in roles["parameters"]} >= {"limit", "offset"}
+
+
+def _nullable(node: dict[str, Any]) -> bool:
+    return bool(node.get("nullable")) or any(_nullable(part) for part in node.get("oneOf", []) + node.get("allOf", []))
+
+
+def _serializer_classes(base: type[serializers.Serializer[Any]]) -> Iterator[type[serializers.Serializer[Any]]]:
+    for subclass in base.__subclasses__():
+        yield subclass
+        yield from _serializer_classes(subclass)
+
+
+def _may_be_null(
+    serializer: type[serializers.Serializer[Any]], name: str, field: serializers.Field[Any, Any, Any, Any]
+) -> bool:
+    if isinstance(field, serializers.SerializerMethodField):
+        method = getattr(serializer, field.method_name or f"get_{name}")
+        return type(None) in typing.get_args(typing.get_type_hints(method).get("return"))
+    return bool(field.allow_null)
+
+
+def test_every_field_a_response_may_give_as_null_is_nullable_in_the_schema(schema: dict[str, Any]) -> None:
+    # The serializers are all imported: generating the schema walked every route.
+    components = schema["components"]["schemas"]
+    not_nullable = []
+    for serializer in set(_serializer_classes(serializers.Serializer)):
+        component = components.get(serializer.__name__.removesuffix("Serializer"))
+        if component is None:
+            continue
+        for name, field in serializer().fields.items():
+            documented = component.get("properties", {}).get(name)
+            if documented is not None and _may_be_null(serializer, name, field) and not _nullable(documented):
+                not_nullable.append(f"{serializer.__name__}.{name}")
+
+    assert not_nullable == []
+
+
+def test_the_memory_score_is_a_number_or_null(schema: dict[str, Any]) -> None:
+    score = schema["components"]["schemas"]["Memory"]["properties"]["score"]
+
+    assert (score["type"], score["nullable"]) == ("number", True)
+
+
+def test_no_response_example_shows_null_where_the_schema_forbids_it(schema: dict[str, Any]) -> None:
+    contradictions = []
+    for path, method, operation in _operations(schema):
+        for status, response in operation["responses"].items():
+            for media in response.get("content", {}).values():
+                body = _resolve(schema, media.get("schema", {}))
+                for example in media.get("examples", {}).values():
+                    value = example.get("value")
+                    items = value["items"] if isinstance(value, dict) and "items" in value else [value]
+                    properties = body.get("properties", {})
+                    if "items" in properties:
+                        properties = _resolve(schema, properties["items"].get("items", {})).get("properties", {})
+                    for item in items:
+                        for key, member in (item or {}).items() if isinstance(item, dict) else []:
+                            if member is None and key in properties and not _nullable(properties[key]):
+                                contradictions.append(f"{method.upper()} {path} {status}: {key}")
+
+    assert contradictions == []
 
 
 def test_the_schema_is_served_as_json(api_client: APIClient) -> None:
