@@ -36,7 +36,6 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.http import HttpResponse, StreamingHttpResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -238,6 +237,36 @@ STREAM_EXAMPLE = (
 )
 
 
+# OpenAPI 3.0 cannot say "a stream of JSON values", so the 200 is a string in the event-stream format (not JSON)
+# whose frames the description spells out, and ``x-sse-data`` gives the schema of each frame's ``data:`` line:
+# an Event (the component the event log's list uses), or the one stream.mode frame.
+STREAM_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "format": "event-stream",
+    "description": "Server-sent events, not JSON: frames separated by a blank line, each `id: <event id>` (none "
+    "on `stream.mode`), `event: <type>` and `data: <the event as one line of JSON>`; lines starting with `:` are "
+    "keep-alive comments. `x-sse-data` is the schema of a frame's data.",
+    "x-sse-data": {
+        "oneOf": [
+            {"$ref": "#/components/schemas/Event"},
+            {
+                "type": "object",
+                "description": "Sent once, without an id, when the replay ends and live events begin.",
+                "properties": {
+                    "type": {"type": "string", "enum": ["stream.mode"]},
+                    "data": {
+                        "type": "object",
+                        "properties": {"mode": {"type": "string", "enum": ["live"]}},
+                        "required": ["mode"],
+                    },
+                },
+                "required": ["type", "data"],
+            },
+        ]
+    },
+}
+
+
 def _id_parameter(what: str) -> OpenApiParameter:
     return OpenApiParameter("id", uuid.UUID, OpenApiParameter.PATH, description=f"The {what}'s id.")
 
@@ -259,7 +288,7 @@ STREAM_PARAMETERS = [
 def _stream_ok(description: str) -> dict[Any, Any]:
     return {
         (200, "text/event-stream"): OpenApiResponse(
-            OpenApiTypes.STR,
+            STREAM_SCHEMA,
             description=description,
             examples=[OpenApiExample("A stream", value=STREAM_EXAMPLE, status_codes=[200])],
         ),

@@ -16,7 +16,6 @@ from typing import Any, ClassVar
 
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema_field
 from pydantic import ValidationError as PydanticValidationError
 from rest_framework import exceptions, serializers, status
@@ -33,7 +32,7 @@ from jobs.models import Job
 from jobs.selectors import JOB_WAIT_MAX_SECONDS, job_wait
 from threads.content import content_adapter, validate_content
 from threads.models import Thread
-from threads.sse import CANCEL_ON_DISCONNECT_HELP, STREAM_EXAMPLE, job_stream_response
+from threads.sse import CANCEL_ON_DISCONNECT_HELP, STREAM_EXAMPLE, STREAM_SCHEMA, job_stream_response
 
 # --- The Idempotency-Key header ---------------------------------------------------------------------------------
 
@@ -395,7 +394,7 @@ def streamed_response(job: Job, query: dict[str, Any]) -> HttpResponse | Streami
 
 STREAMED_RESPONSE: dict[Any, OpenApiResponse] = {
     (200, "text/event-stream"): OpenApiResponse(
-        OpenApiTypes.STR,
+        STREAM_SCHEMA,
         description="With `stream=true`: the job's server-sent events, from its `message.created` to its final "
         "event, then the stream closes (the frames of `jobs/{id}/stream`).",
         examples=[OpenApiExample("A stream", value=STREAM_EXAMPLE, status_codes=[200])],

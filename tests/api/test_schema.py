@@ -151,6 +151,28 @@ def test_no_response_example_shows_null_where_the_schema_forbids_it(schema: dict
     assert contradictions == []
 
 
+def test_every_event_stream_is_documented_as_server_sent_events_of_events(schema: dict[str, Any]) -> None:
+    streams = {
+        f"{method.upper()} {path}": response["content"]["text/event-stream"]["schema"]
+        for path, method, operation in _operations(schema)
+        for status, response in operation["responses"].items()
+        if status == "200" and "text/event-stream" in response.get("content", {})
+    }
+
+    assert set(streams) == {
+        f"GET {TENANT_PREFIX}threads/{{id}}/stream",
+        f"GET {TENANT_PREFIX}jobs/{{id}}/stream",
+        f"POST {TENANT_PREFIX}threads/{{id}}/messages/",
+        f"POST {TENANT_PREFIX}agents/{{slug}}/messages",
+    }
+    for route, documented in streams.items():
+        assert (documented["type"], documented["format"]) == ("string", "event-stream"), route
+        assert "not JSON" in documented["description"], route
+        event, stream_mode = documented["x-sse-data"]["oneOf"]
+        assert _resolve(schema, event) == schema["components"]["schemas"]["Event"], route
+        assert stream_mode["properties"]["type"]["enum"] == ["stream.mode"], route
+
+
 def test_the_schema_is_served_as_json(api_client: APIClient) -> None:
     response = api_client.get("/api/v1/schema/", {"format": "json"})
 
