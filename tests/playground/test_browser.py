@@ -103,6 +103,33 @@ def test_the_page_streams_an_answer_and_survives_a_dropped_socket_without_losing
     assert len(chunks) == 3 + 60  # each word arrived as a token of its own
 
 
+def test_a_new_user_types_and_sends_and_the_first_message_starts_the_thread(
+    embedded_server: tuple[str, str], browser: WebDriver
+) -> None:
+    base, token = embedded_server
+    browser.get(f"{base}/playground/")
+    if "/playground/login/" in browser.current_url:
+        browser.find_element(By.ID, "id_username").send_keys("demo")
+        browser.find_element(By.ID, "id_password").send_keys("demo")
+        browser.find_element(By.ID, "login-submit").click()
+    wait_for(browser, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
+    Select(browser.find_element(By.ID, "agent")).select_by_value("echo")
+    Select(browser.find_element(By.ID, "thread")).select_by_value("")
+
+    # No "Open" first: Send is ready on a new thread, and sending opens it.
+    assert browser.find_element(By.ID, "send").is_enabled()
+    say(browser, "hello without opening")
+    wait_for(browser, lambda d: text_of(d, "job-status") == "succeeded")
+
+    assert assistant_texts(browser) == ["hello without opening"]
+    assert text_of(browser, "connection") == "live"
+    thread = page(browser, "state.thread")
+    assert Select(browser.find_element(By.ID, "thread")).first_selected_option.get_attribute("value") == thread
+    logged = event_log(base, token, thread)
+    assert logged[0]["type"] == "message.created"
+    assert page(browser, "renderedEventIds()") == [event["id"] for event in logged]
+
+
 def test_a_reload_mid_answer_shows_the_thread_again_and_the_answer_completes_without_duplicates(
     embedded_server: tuple[str, str], browser: WebDriver
 ) -> None:

@@ -82,7 +82,8 @@
 
   function setConnection(text) {
     $("connection").textContent = text;
-    $("send").disabled = !(state.socket && state.socket.readyState === WebSocket.OPEN);
+    // Without an open thread Send stays enabled: the first message starts the thread (see the composer).
+    $("send").disabled = Boolean(state.thread) && !(state.socket && state.socket.readyState === WebSocket.OPEN);
   }
 
   function bubble(kind, text) {
@@ -223,6 +224,16 @@
     return true;
   }
 
+  function opened(socket) {
+    return new Promise((resolve, reject) => {
+      if (socket.readyState === WebSocket.OPEN) return resolve();
+      socket.addEventListener("open", () => resolve(), { once: true });
+      socket.addEventListener("close", () => reject(new Error("The stream closed before the message went.")), {
+        once: true,
+      });
+    });
+  }
+
   function connect() {
     clearTimeout(state.retryTimer);
     const scheme = location.protocol === "https:" ? "wss" : "ws";
@@ -308,10 +319,25 @@
 
   $("open-thread").addEventListener("click", openThread);
   $("tenant").addEventListener("change", () => loadTenant($("tenant").value).catch((e) => showError(e.message)));
-  $("composer").addEventListener("submit", (submitted) => {
+  $("composer").addEventListener("submit", async (submitted) => {
     submitted.preventDefault();
     const content = $("message").value.trim();
     if (!content) return;
+    if (!state.thread) {
+      // A new user types and sends: the message goes to the thread picked (a new one by default), opened first.
+      $("send").disabled = true;
+      await openThread();
+      if (!state.socket) {
+        $("send").disabled = false; // openThread said why; the user may try again
+        return;
+      }
+      try {
+        await opened(state.socket);
+      } catch (error) {
+        showError(error.message);
+        return;
+      }
+    }
     const sent = send({ type: "message.create", content, agent: $("agent").value, ref: `m${++state.refs}` });
     if (sent) {
       $("message").value = "";
@@ -340,6 +366,7 @@
       const [linkedTenant, linkedThread] = decodeURIComponent(location.hash.slice(1)).split("/");
       $("tenant").value = slugs.includes(linkedTenant) ? linkedTenant : slugs.includes("demo") ? "demo" : slugs[0];
       await loadTenant($("tenant").value);
+      setConnection("closed"); // no thread open yet: Send is ready to start one
       if (linkedThread) {
         // A reload: the thread's whole log is replayed, so the page shows it as it was, then goes on live.
         const thread = await api(`${state.tenant}/threads/${linkedThread}/`).catch(() => null);
