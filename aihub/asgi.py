@@ -15,6 +15,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from aihub.admission import PendingRequestLimit  # noqa: E402
 from aihub.celery import start_embedded_beat, start_embedded_worker  # noqa: E402
 from aihub.interop.mcp import with_mcp  # noqa: E402
 from aihub.routing import websocket_urlpatterns  # noqa: E402
@@ -25,8 +26,9 @@ leave_request_bodies_to_django()
 
 application = ProtocolTypeRouter(
     {
-        # /mcp is the MCP server (aihub.interop.mcp); everything else is Django.
-        "http": with_mcp(django_asgi_app),
+        # /mcp is the MCP server (aihub.interop.mcp); everything else is Django. Past the pending-request limit,
+        # a 503 before either (aihub.admission).
+        "http": PendingRequestLimit(with_mcp(django_asgi_app)),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

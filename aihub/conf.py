@@ -23,6 +23,8 @@ DEFAULTS: dict[str, Any] = {
     "READINESS_TIMEOUT_SECONDS": 2.0,
     # What a 503 for an unavailable database, Redis or broker (aihub.unavailable) tells the client to wait.
     "UNAVAILABLE_RETRY_AFTER_SECONDS": 2,
+    # Unanswered HTTP requests a server process holds before it answers new ones 503 (aihub.admission); 0: no limit.
+    "MAX_PENDING_REQUESTS": 256,
     # Live streams (threads.consumers, threads.sse).
     "WS_AUTH_TIMEOUT_SECONDS": 5.0,
     "WS_MAX_FRAME_BYTES": 64 * 1024,

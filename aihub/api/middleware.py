@@ -23,7 +23,7 @@ from aihub.context import client_ip_var, request_id_var
 
 logger = logging.getLogger(__name__)
 
-_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding", "content-language"})
 
 
@@ -80,7 +80,7 @@ class RequestIdMiddleware(HybridMiddleware):
 
     def before(self, request: HttpRequest) -> Any:
         incoming = request.headers.get("X-Request-ID", "")
-        request_id = incoming if _VALID_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        request_id = incoming if VALID_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
         request.request_id = request_id  # type: ignore[attr-defined]
         return request_id_var.set(request_id), client_ip_var.set(request.META.get("REMOTE_ADDR") or None)
 
