@@ -37,6 +37,7 @@ ERROR_DESCRIPTIONS = {
     "403": "The credential or role does not allow this",
     "404": "No such resource, or not visible to the caller",
     "429": "Rate limited; see Retry-After",
+    "503": "A dependency is unavailable (database, Redis, broker) or the server is overloaded; see Retry-After",
 }
 
 
@@ -45,7 +46,7 @@ class AutoSchema(SpectacularAutoSchema):
 
     def _get_response_bodies(self, direction: Literal["request", "response"] = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)
-        wanted = ["429"]
+        wanted = ["429", "503"]
         if self.get_auth():
             wanted += ["401", "403"]
         if self.method in ("POST", "PUT", "PATCH"):

@@ -69,6 +69,14 @@ def test_every_operation_that_takes_a_body_documents_400_as_a_problem(schema: di
             assert PROBLEM in operation["responses"]["400"]["content"], f"{method.upper()} {path}"
 
 
+def test_every_operation_documents_the_503_of_an_outage_or_an_overload_as_a_problem(schema: dict[str, Any]) -> None:
+    for path, method, operation in _operations(schema):
+        response = operation["responses"].get("503")
+        assert response is not None, f"{method.upper()} {path} does not document 503"
+        # A problem everywhere; the readiness probe's own 503 lists the failing checks as JSON.
+        assert {PROBLEM, "application/json"} & set(response["content"]), f"{method.upper()} {path}"
+
+
 def test_problem_details_are_a_documented_component(schema: dict[str, Any]) -> None:
     problem = schema["components"]["schemas"]["Problem"]
 
