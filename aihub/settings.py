@@ -207,6 +207,9 @@ JOBS_HEARTBEAT_SECONDS = env.float("JOBS_HEARTBEAT_SECONDS", default=2.0)
 # this old has lost its worker, and the janitor (every JOBS_JANITOR_INTERVAL_SECONDS) takes it over.
 JOBS_STALE_AFTER_SECONDS = env.int("JOBS_STALE_AFTER_SECONDS", default=10)
 JOBS_RESEND_QUEUED_AFTER_SECONDS = env.int("JOBS_RESEND_QUEUED_AFTER_SECONDS", default=120)
+# An ended job with an expiry (expires_at: expires_in_seconds, AI-Q's expiry_seconds) has its results (output,
+# artifacts) purged by the janitor this long after that expiry; 0 keeps them. The conversation on the thread stays.
+JOBS_RESULT_RETENTION_SECONDS = env.int("JOBS_RESULT_RETENTION_SECONDS", default=0)
 JOBS_CHUNK_BATCH_SIZE = env.int("JOBS_CHUNK_BATCH_SIZE", default=64)
 JOBS_CHUNK_BATCH_SECONDS = env.float("JOBS_CHUNK_BATCH_SECONDS", default=0.1)
 JOBS_SOFT_TIME_LIMIT_SECONDS = env.int("JOBS_SOFT_TIME_LIMIT_SECONDS", default=600)

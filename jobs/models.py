@@ -66,6 +66,9 @@ class Job(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    # When the janitor purged the ended job's results (output and artifacts), JOBS_RESULT_RETENTION_SECONDS after
+    # its expires_at; NULL while they are kept.
+    results_purged_at = models.DateTimeField(null=True, blank=True)
     # Where the job's final state is POSTed, signed (jobs.webhooks); empty for none.
     webhook = models.CharField(max_length=2000, blank=True)
     # While the job is in requires_action, what it waits for: {"type": "tool_approval", "tool_call": {"id",

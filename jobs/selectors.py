@@ -7,15 +7,19 @@ import contextlib
 import logging
 import time
 import uuid
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
 from aihub.api.problems import not_found
 from aihub.db import db_call
 from jobs.models import FINAL_STATUSES, Artifact, Job, JobStatus, WebhookDelivery
+from threads.content import text_of
 from threads.events import JOB_FINAL_EVENTS, EventType, thread_group
 from threads.fanout import event_hub
+from threads.models import Event
 from threads.selectors import thread_list
 
 if TYPE_CHECKING:
@@ -111,3 +115,105 @@ def artifact_get(*, job: Job, artifact_id: uuid.UUID | str) -> Artifact:
 def webhook_delivery_list(*, job: Job) -> QuerySet[WebhookDelivery]:
     """The attempts to deliver the job's webhook, oldest first."""
     return WebhookDelivery.objects.filter(job=job).order_by("created_at", "attempt")
+
+
+# --- A job's UI state and final report (AI-Q's jobs/{id}/state and jobs/{id}/report) ------------------------
+
+STEP_EVENTS = frozenset(
+    {
+        EventType.JOB_QUEUED,
+        EventType.JOB_STARTED,
+        EventType.JOB_REQUIRES_ACTION,
+        *JOB_FINAL_EVENTS,
+        EventType.LLM_STARTED,
+        EventType.LLM_COMPLETED,
+        EventType.THOUGHT,
+        EventType.TOOL_STARTED,
+        EventType.TOOL_COMPLETED,
+        EventType.RETRIEVAL_COMPLETED,
+        EventType.HANDOFF,
+        EventType.MEMORY_RETRIEVED,
+        EventType.MEMORY_STORED,
+    }
+)
+"""The event types that mark where a job is (its step). Chunks are left out: they come by the hundred and say
+only that the model is still writing, which ``llm.started`` already said; so are the thread's own events
+(message, state, thread, artifact updates), which are not phases of the run."""
+
+
+def _job_events(job: Job) -> QuerySet[Event]:
+    # Every read below is "the job's latest ... by sequence": the (job_id, sequence) index answers each one.
+    return Event.objects.filter(job_id=job.pk)
+
+
+def job_state(*, job: Job) -> dict[str, Any]:
+    """Where the job stands now, for a UI that polls instead of streaming: its status, its step (the type of its
+    latest step event), its progress (the ``progress`` of its latest event that has one; None), its last event's
+    sequence (to stream on from, ``Last-Event-ID``) and its output so far.
+
+    The output is the final text once the job has one; before that, the text of the ``llm.chunk`` deltas since
+    its latest ``llm.started`` (the reply being written, not the drafts of earlier model calls).
+    """
+    events = _job_events(job).order_by("-sequence")
+    last_event_id = events.values_list("sequence", flat=True).first()
+    step = events.filter(type__in=STEP_EVENTS).values_list("type", flat=True).first()
+    progress_data = events.filter(data__has_key="progress").values_list("data", flat=True).first()
+    output_content = (job.output or {}).get("content")
+    if output_content:
+        partial_output = text_of(output_content)
+    else:
+        latest_start = _job_events(job).filter(type=EventType.LLM_STARTED).order_by("-sequence").values("sequence")[:1]
+        deltas = (
+            _job_events(job)
+            .filter(type=EventType.LLM_CHUNK, sequence__gt=Coalesce(Subquery(latest_start), 0))
+            .order_by("sequence")
+            .values_list("data", flat=True)
+        )
+        partial_output = "".join(str(data.get("delta", "")) for data in deltas if isinstance(data, dict))
+    return {
+        "id": job.pk,
+        "thread": job.thread_id,
+        "status": job.status,
+        "step": step,
+        "progress": progress_data.get("progress") if isinstance(progress_data, dict) else None,
+        "last_event_id": last_event_id,
+        "partial_output": partial_output,
+        "pending_action": job.pending_action,
+    }
+
+
+def job_report(*, job: Job) -> dict[str, Any]:
+    """The final report of an ended job: its output (content blocks and their text), the citations among those
+    blocks, what it published (artifacts, a queryset), its usage and cost, its error and its timings.
+
+    Citations are the ``citation`` blocks of the reply (the rag and tool agents answer with them); citations an
+    agent published as an artifact are in ``artifacts``, kind ``citation``.
+    """
+    content = list((job.output or {}).get("content") or [])
+    usage = dict(job.usage or {})
+    return {
+        "id": job.pk,
+        "thread": job.thread_id,
+        "status": job.status,
+        "output": content,
+        "output_text": text_of(content),
+        "output_message": (job.output or {}).get("message"),
+        "citations": [block for block in content if block.get("type") == "citation"],
+        "artifacts": artifact_list(job=job),
+        "usage": usage,
+        "cost": usage.get("cost"),
+        "currency": usage.get("currency"),
+        "error": job.error,
+        "results_purged_at": job.results_purged_at,
+        "timings": {
+            "created_at": job.created_at,
+            "started_at": job.started_at,
+            "finished_at": job.finished_at,
+            "queued_seconds": _seconds_between(job.created_at, job.started_at),
+            "run_seconds": _seconds_between(job.started_at, job.finished_at),
+        },
+    }
+
+
+def _seconds_between(start: datetime | None, end: datetime | None) -> float | None:
+    return round((end - start).total_seconds(), 3) if start is not None and end is not None else None

@@ -612,10 +612,11 @@ def _broker_restarted() -> bool:
 
 def janitor_run(*, now: datetime | None = None) -> dict[str, int]:
     """Repair what workers left behind: retry or fail jobs whose heartbeat went stale, expire overdue jobs,
-    and re-send queued jobs whose task message was lost (all of them at once when the broker restarted).
+    re-send queued jobs whose task message was lost (all of them at once when the broker restarted), and purge
+    the results of ended jobs past their expiry and the retention period (JOBS_RESULT_RETENTION_SECONDS).
     Safe to run anywhere, any number of times."""
     now = now or timezone.now()
-    counts = {"retried": 0, "failed": 0, "cancelled": 0, "expired": 0, "resent": 0}
+    counts = {"retried": 0, "failed": 0, "cancelled": 0, "expired": 0, "resent": 0, "purged": 0}
     stale_before = now - timedelta(seconds=settings.JOBS_STALE_AFTER_SECONDS)
     for job_id in Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before).values_list(
         "pk", flat=True
@@ -642,7 +643,32 @@ def janitor_run(*, now: datetime | None = None) -> dict[str, int]:
     ):
         job_start_next(thread_id=thread_id)
         counts["resent"] += 1
+    counts["purged"] = job_results_purge(now=now)
     return counts
+
+
+def job_results_purge(*, now: datetime) -> int:
+    """Purge the results of ended jobs whose expiry is JOBS_RESULT_RETENTION_SECONDS past (0: never): their
+    output and resume state are emptied and their artifacts deleted (the files leave storage once that commits,
+    through django-cleanup), and ``results_purged_at`` says when. Returns how many jobs were purged.
+
+    What a job used (usage, cost) stays for accounting, and its error for diagnosis; the reply stays on the
+    thread, which is the conversation rather than the job's result (deleting the thread removes it).
+    """
+    retention = settings.JOBS_RESULT_RETENTION_SECONDS
+    if retention <= 0:
+        return 0
+    due = Job.objects.filter(
+        status__in=FINAL_STATUSES, expires_at__lt=now - timedelta(seconds=retention), results_purged_at__isnull=True
+    )
+    purged = 0
+    # In batches, so a first run over a long history neither holds one huge transaction nor loads every id.
+    while job_ids := list(due.order_by("expires_at").values_list("pk", flat=True)[:500]):
+        with transaction.atomic():
+            # django-cleanup removes the files on post_delete, which this delete sends for every row.
+            Artifact.objects.filter(job_id__in=job_ids).delete()
+            purged += due.filter(pk__in=job_ids).update(output={}, resume_state=None, results_purged_at=now)
+    return purged
 
 
 # --- Artifacts ------------------------------------------------------------------------------------------------

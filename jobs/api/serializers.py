@@ -103,6 +103,7 @@ JOB_DETAIL_EXAMPLE: dict[str, Any] = {
     "max_attempts": 2,
     "cancel_requested": "",
     "expires_at": None,
+    "results_purged_at": None,
     "heartbeat_at": "2025-01-01T12:00:00.400000Z",
     "pending_action": None,
     "webhook": "https://hooks.example.com/aihub",
@@ -133,6 +134,18 @@ class JobSerializer(JobSummarySerializer):
     )
 
     webhook = serializers.CharField(read_only=True, help_text="Where the job's final state is POSTed; empty for none.")
+    expires_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="A job still waiting then expires (expires_in_seconds, expiry_seconds or expires_at at submission); "
+        "an ended job's results are purged JOBS_RESULT_RETENTION_SECONDS after it, when the operator set one.",
+    )
+    results_purged_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="When the janitor purged the ended job's output and artifacts (past its expiry and the retention "
+        "period); null while they are kept. Usage, cost and error stay.",
+    )
 
     class Meta(JobSummarySerializer.Meta):
         fields = [
@@ -142,6 +155,7 @@ class JobSerializer(JobSummarySerializer):
             "max_attempts",
             "cancel_requested",
             "expires_at",
+            "results_purged_at",
             "heartbeat_at",
             "pending_action",
             "webhook",
@@ -339,3 +353,144 @@ class ArtifactSerializer(serializers.ModelSerializer):
 
     def get_url(self, artifact: Artifact) -> str | None:
         return artifact_content_url(artifact)
+
+
+# --- The job's UI state and final report ----------------------------------------------------------------------
+
+JOB_STATE_EXAMPLE: dict[str, Any] = {
+    "id": JOB_EXAMPLE["id"],
+    "thread": THREAD_EXAMPLE_ID,
+    "status": "running",
+    "step": "llm.started",
+    "progress": None,
+    "last_event_id": 7,
+    "partial_output": "Refunds are accepted within",
+    "pending_action": None,
+}
+JOB_STATE_FINISHED_EXAMPLE: dict[str, Any] = {
+    **JOB_STATE_EXAMPLE,
+    "status": "succeeded",
+    "step": "job.succeeded",
+    "last_event_id": 12,
+    "partial_output": "Refunds are accepted within 30 days [1].",
+}
+
+
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample("A job writing its answer", value=JOB_STATE_EXAMPLE, response_only=True),
+        OpenApiExample("A finished job", value=JOB_STATE_FINISHED_EXAMPLE, response_only=True),
+    ]
+)
+class JobStateSerializer(serializers.Serializer):
+    """Where a job stands now (jobs.selectors.job_state): what a UI that polls needs to draw it."""
+
+    id = serializers.UUIDField()
+    thread = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=JobStatus.choices)
+    step = serializers.CharField(
+        allow_null=True,
+        help_text="The type of the job's latest step event (job.queued, job.started, llm.started, tool.started, "
+        "tool.completed, retrieval.completed, handoff, job.requires_action, job.succeeded ...); null before any.",
+    )
+    progress = serializers.JSONField(
+        allow_null=True, help_text="The `progress` of the job's latest event that carries one; null when none does."
+    )
+    last_event_id = serializers.IntegerField(
+        allow_null=True,
+        help_text="The sequence number of the job's latest event on its thread: stream on from it with "
+        "`Last-Event-ID`. Null before any.",
+    )
+    partial_output = serializers.CharField(
+        allow_blank=True,
+        help_text="The answer's text so far: the text of the `llm.chunk` deltas since the latest `llm.started` "
+        "while the job runs, the final output's text once it has one.",
+    )
+    pending_action = serializers.JSONField(
+        allow_null=True, help_text="While requires_action, what the job waits for (as on the job); null otherwise."
+    )
+
+
+class JobTimingsSerializer(serializers.Serializer):
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    queued_seconds = serializers.FloatField(
+        allow_null=True, help_text="From submission to the start; null for a job that never started."
+    )
+    run_seconds = serializers.FloatField(
+        allow_null=True, help_text="From the start to the end; null for a job that never started."
+    )
+
+
+JOB_REPORT_EXAMPLE: dict[str, Any] = {
+    "id": JOB_EXAMPLE["id"],
+    "thread": THREAD_EXAMPLE_ID,
+    "status": "succeeded",
+    "output": [
+        {"type": "text", "text": "Refunds are accepted within 30 days [1]."},
+        {
+            "type": "citation",
+            "document_id": "9a8b7c6d-6666-4e5f-8a9b-0c1d2e3f4a5b",
+            "chunk_id": "1b2c3d4e-7777-4f5a-9b0c-1d2e3f4a5b6c",
+            "text": "Refunds are accepted within 30 days of delivery.",
+            "score": 0.82,
+            "title": "Refund policy",
+        },
+    ],
+    "output_text": "Refunds are accepted within 30 days [1].",
+    "output_message": JOB_EXAMPLE["output"]["message"],
+    "citations": [
+        {
+            "type": "citation",
+            "document_id": "9a8b7c6d-6666-4e5f-8a9b-0c1d2e3f4a5b",
+            "chunk_id": "1b2c3d4e-7777-4f5a-9b0c-1d2e3f4a5b6c",
+            "text": "Refunds are accepted within 30 days of delivery.",
+            "score": 0.82,
+            "title": "Refund policy",
+        }
+    ],
+    "artifacts": [ARTIFACT_EXAMPLE],
+    "usage": JOB_EXAMPLE["usage"],
+    "cost": JOB_EXAMPLE["usage"]["cost"],
+    "currency": "USD",
+    "error": None,
+    "results_purged_at": None,
+    "timings": {
+        "created_at": JOB_EXAMPLE["created_at"],
+        "started_at": JOB_EXAMPLE["started_at"],
+        "finished_at": JOB_EXAMPLE["finished_at"],
+        "queued_seconds": 0.05,
+        "run_seconds": 0.37,
+    },
+}
+
+
+@extend_schema_serializer(examples=[OpenApiExample("A finished job", value=JOB_REPORT_EXAMPLE, response_only=True)])
+class JobReportSerializer(serializers.Serializer):
+    """The final report of an ended job (jobs.selectors.job_report)."""
+
+    id = serializers.UUIDField()
+    thread = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=JobStatus.choices)
+    output = serializers.JSONField(help_text="The reply's content blocks; empty when the job did not succeed.")
+    output_text = serializers.CharField(allow_blank=True, help_text="The text of the reply's text blocks.")
+    output_message = serializers.UUIDField(allow_null=True, help_text="The id of the reply on the thread.")
+    citations = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="The reply's `citation` blocks (document_id, chunk_id, text, score, title), in order. Citations "
+        "an agent published as an artifact are in `artifacts`, kind `citation`.",
+    )
+    artifacts = ArtifactSerializer(many=True, help_text="What the job published, as GET jobs/{id}/artifacts lists it.")
+    usage = serializers.JSONField(
+        help_text="input_tokens, output_tokens, total_tokens, cost, currency and model, as on the job."
+    )
+    cost = serializers.FloatField(allow_null=True, help_text="The job's cost at the model catalogue's prices.")
+    currency = serializers.CharField(allow_null=True)
+    error = serializers.JSONField(allow_null=True, help_text="Problem details when the job failed.")
+    results_purged_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When the janitor purged the output and artifacts (past the job's expiry and the retention "
+        "period): then both are empty here. Null while they are kept.",
+    )
+    timings = JobTimingsSerializer()

@@ -124,6 +124,9 @@ def content_errors(content: Any, exc: PydanticValidationError, *, field: str = "
 JOB_EXPIRES_MAX_SECONDS = 7 * 24 * 3600
 """The longest a job may wait to start (or for an answer)."""
 
+JOB_EXPIRY_MIN_SECONDS = 600
+"""The shortest ``expiry_seconds``: AI-Q's lower bound, kept so that a request written for AI-Q means the same."""
+
 JOB_ID_HELP = (
     "A UUID you choose for the job: a retry with the same id (same user, same agent) returns that job with 200 "
     "and starts nothing; the id already used by someone else or for another agent is a 409."
@@ -229,13 +232,15 @@ class MessageSubmitSerializer(StrictSerializer):
 
 
 class ExpirySerializer(serializers.Serializer):
-    """``expires_in_seconds`` or ``expires_at``; validated data has ``expires_at`` (None: never).
+    """``expires_in_seconds``, ``expiry_seconds`` or ``expires_at``; validated data has ``expires_at`` (None: never).
 
-    ``expiry_fields`` lists those a route accepts (the threads route takes only the seconds). Put it before
-    MessageSubmitSerializer in the bases: StrictSerializer.validate ends the chain of ``super().validate``.
+    ``expiry_seconds`` is AI-Q's name for the seconds, with AI-Q's bounds (600 to 604,800), so that a client
+    written for AI-Q submits unchanged; it means what ``expires_in_seconds`` means. ``expiry_fields`` lists those
+    a route accepts (the threads route takes only the seconds). Put it before MessageSubmitSerializer in the
+    bases: StrictSerializer.validate ends the chain of ``super().validate``.
     """
 
-    expiry_fields: ClassVar[tuple[str, ...]] = ("expires_in_seconds", "expires_at")
+    expiry_fields: ClassVar[tuple[str, ...]] = ("expires_in_seconds", "expiry_seconds", "expires_at")
 
     expires_in_seconds = serializers.IntegerField(
         min_value=1,
@@ -244,22 +249,35 @@ class ExpirySerializer(serializers.Serializer):
         allow_null=True,
         help_text="A job still waiting for a worker (or for an answer) this long after submission expires.",
     )
+    expiry_seconds = serializers.IntegerField(
+        min_value=JOB_EXPIRY_MIN_SECONDS,
+        max_value=JOB_EXPIRES_MAX_SECONDS,
+        required=False,
+        allow_null=True,
+        help_text="AI-Q's name for `expires_in_seconds`, with AI-Q's bounds "
+        f"({JOB_EXPIRY_MIN_SECONDS} to {JOB_EXPIRES_MAX_SECONDS:,}); give one of the two. The job's `expires_at` "
+        "shows the deadline.",
+    )
     expires_at = serializers.DateTimeField(
         required=False, allow_null=True, help_text="A job still waiting then expires; give this or the seconds."
     )
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
-        for name in {"expires_in_seconds", "expires_at"} - set(self.expiry_fields):
+        for name in {"expires_in_seconds", "expiry_seconds", "expires_at"} - set(self.expiry_fields):
             del fields[name]
         return fields
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs = super().validate(attrs)
+        given = [name for name in self.expiry_fields if attrs.get(name) is not None]
+        if len(given) > 1:
+            # Named by the last one given, so a client sees which of its fields to drop.
+            raise serializers.ValidationError({given[-1]: f"Give only one of {', '.join(self.expiry_fields)}."})
         seconds = attrs.pop("expires_in_seconds", None)
+        if (aiq_seconds := attrs.pop("expiry_seconds", None)) is not None:
+            seconds = aiq_seconds
         at: datetime | None = attrs.get("expires_at")
-        if seconds is not None and at is not None:
-            raise serializers.ValidationError({"expires_at": "Give expires_in_seconds or expires_at, not both."})
         if seconds is not None:
             at = timezone.now() + timedelta(seconds=seconds)
         elif at is not None and at <= timezone.now():

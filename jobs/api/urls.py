@@ -20,6 +20,8 @@ tenant_urlpatterns = [
         name="job-artifact-content",
     ),
     path("jobs/<uuid:pk>/respond", JobViewSet.as_view({"post": "respond"}), name="job-respond"),
+    path("jobs/<uuid:pk>/state", JobViewSet.as_view({"get": "state"}), name="job-state"),
+    path("jobs/<uuid:pk>/report", JobViewSet.as_view({"get": "report"}), name="job-report"),
     path(
         "jobs/<uuid:pk>/webhook-deliveries",
         JobWebhookDeliveryViewSet.as_view({"get": "list"}),

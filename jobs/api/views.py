@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from agents import selectors as agent_selectors
 from aihub.access.api.views import TENANT_PARAMETER
 from aihub.api.base import TenantScopedViewSet, caller
-from aihub.api.problems import PROBLEM_CONTENT_TYPE
+from aihub.api.problems import PROBLEM_CONTENT_TYPE, Conflict
 from aihub.api.schema import ProblemSerializer
 from jobs import selectors, services
 from jobs.api import serializers as s
@@ -168,6 +168,41 @@ class JobViewSet(TenantScopedViewSet):
         data.is_valid(raise_exception=True)
         services.job_respond(job=job, user=user, response=dict(data.validated_data))
         return Response(s.JobSerializer(self.get_object()).data, status=status.HTTP_202_ACCEPTED)
+
+    # --- State and report (as AI-Q exposes jobs) ----------------------------------------------------------------
+
+    @extend_schema(
+        summary="A job's current UI state: status, step, progress, last event id, output so far",
+        description="For a client that polls instead of streaming: where the job stands now. `last_event_id` is "
+        "where to stream on from (`Last-Event-ID` on `jobs/{id}/stream` or the thread's stream). Seen by whoever "
+        "may see the job.",
+        responses=OpenApiResponse(
+            s.JobStateSerializer,
+            examples=[
+                OpenApiExample("A job writing its answer", value=s.JOB_STATE_EXAMPLE),
+                OpenApiExample("A finished job", value=s.JOB_STATE_FINISHED_EXAMPLE),
+            ],
+        ),
+    )
+    def state(self, request: Request, tenant: str, pk: str) -> Response:
+        return Response(s.JobStateSerializer(selectors.job_state(job=self.get_object())).data)
+
+    @extend_schema(
+        summary="An ended job's final report: output, citations, artifacts, usage, cost, timings",
+        description="Once the job has ended (succeeded, failed, cancelled or expired); a job still under way is a "
+        "409 (poll `jobs/{id}/state`, or stream its events, until it ends). Seen by whoever may see the job.",
+        responses={
+            200: OpenApiResponse(
+                s.JobReportSerializer, examples=[OpenApiExample("A finished job", value=s.JOB_REPORT_EXAMPLE)]
+            ),
+            **_conflict("The job has not ended yet."),
+        },
+    )
+    def report(self, request: Request, tenant: str, pk: str) -> Response:
+        job = self.get_object()
+        if not job.is_final:
+            raise Conflict(f"The job is {job.status}: its report is ready once it ends.")
+        return Response(s.JobReportSerializer(selectors.job_report(job=job)).data)
 
     # --- Artifacts ----------------------------------------------------------------------------------------------
 

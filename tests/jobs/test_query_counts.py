@@ -21,6 +21,7 @@ from jobs import runner, services
 from jobs.models import Job, JobStatus
 from tests.agents.factories import AgentFactory
 from threads import services as thread_services
+from threads.events import NewEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -100,3 +101,39 @@ def test_running_an_instant_job_costs_a_fixed_number_of_statements(membership: M
     # the usage reservations, the reply and its event with the final event (3). PostgreSQL also takes the
     # thread's row lock in claim and finish.
     expect(run, sqlite=22, postgresql=24)
+
+
+def test_reading_a_running_jobs_state_costs_a_fixed_number_of_statements(
+    client: APIClient, membership: Membership, echo: Agent
+) -> None:
+    warm(client, membership, echo)
+    job, _ = services.job_submit(agent=echo, user=membership.user, content=FIFTY_WORDS)
+    claimed = services.job_claim(job_id=job.pk, worker="w")
+    assert claimed is not None
+    words = FIFTY_WORDS.split(" ")
+    chunks = [
+        NewEvent("llm.chunk", {"delta": word if n == 0 else f" {word}"}, job_id=job.pk) for n, word in enumerate(words)
+    ]
+    services.job_events_append(job=claimed, events=[NewEvent("llm.started", {}, job_id=job.pk), *chunks])
+    with statements() as run:
+        response = client.get(f"/api/v1/{membership.tenant.slug}/jobs/{job.pk}/state")
+    assert response.status_code == 200, response.content
+    assert response.json()["partial_output"] == FIFTY_WORDS
+    # The job (visibility), its last event, its latest step, its latest progress, and the chunks since its latest
+    # llm.started (one statement, the start a subquery): however many chunks it streamed.
+    expect(run, sqlite=5, postgresql=5)
+
+
+def test_reading_a_jobs_report_costs_a_fixed_number_of_statements(
+    client: APIClient, membership: Membership, echo: Agent
+) -> None:
+    warm(client, membership, echo)
+    job, _ = services.job_submit(agent=echo, user=membership.user, content=FIFTY_WORDS)
+    claimed = services.job_claim(job_id=job.pk, worker="w")
+    assert claimed is not None
+    runner.execute(claimed)
+    with statements() as run:
+        response = client.get(f"/api/v1/{membership.tenant.slug}/jobs/{job.pk}/report")
+    assert response.status_code == 200, response.content
+    # The job (visibility) and its artifacts.
+    expect(run, sqlite=2, postgresql=2)

@@ -525,4 +525,4 @@ def test_a_job_the_broker_refuses_stays_queued_and_the_janitor_sends_it_later(
 def test_the_janitor_task_runs_the_janitor(echo: Agent, user: User) -> None:
     from jobs.tasks import janitor
 
-    assert janitor() == {"retried": 0, "failed": 0, "cancelled": 0, "expired": 0, "resent": 0}
+    assert janitor() == {"retried": 0, "failed": 0, "cancelled": 0, "expired": 0, "resent": 0, "purged": 0}

@@ -206,7 +206,7 @@ class MessageSerializer(serializers.ModelSerializer):
 class MessageCreateSerializer(ExpirySerializer, MessageSubmitSerializer):
     """The shared message fields (jobs.api.submission), with an optional ``agent``; the thread is in the path."""
 
-    expiry_fields = ("expires_in_seconds",)
+    expiry_fields = ("expires_in_seconds", "expiry_seconds")
 
     agent = agent_field(required=False, help_text="The agent to answer; optional when the thread has exactly one.")
 
