@@ -95,6 +95,10 @@ class EventHub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if _being_cancelled():
+                    # The receive turned our cancellation into an error of its own (a connection closed under
+                    # it): taken for an outage, the reader would retry for ever and its loop could never close.
+                    raise asyncio.CancelledError from exc
                 self._outage(exc)
                 self._resync_all()
                 await asyncio.sleep(retry)
@@ -154,6 +158,11 @@ class EventHub:
                 self._resync_all()
             else:
                 await self._join_all()
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, EventHub] = weakref.WeakKeyDictionary()
