@@ -17,6 +17,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from aihub.admission import PendingRequestLimit  # noqa: E402
 from aihub.celery import start_embedded_beat, start_embedded_worker  # noqa: E402
+from aihub.interop.a2a import with_a2a  # noqa: E402
 from aihub.interop.mcp import with_mcp  # noqa: E402
 from aihub.routing import websocket_urlpatterns  # noqa: E402
 from aihub.serving import leave_request_bodies_to_django  # noqa: E402
@@ -26,9 +27,9 @@ leave_request_bodies_to_django()
 
 application = ProtocolTypeRouter(
     {
-        # /mcp is the MCP server (aihub.interop.mcp); everything else is Django. Past the pending-request limit,
-        # a 503 before either (aihub.admission).
-        "http": PendingRequestLimit(with_mcp(django_asgi_app)),
+        # /mcp is the MCP server (aihub.interop.mcp), /a2a/ the A2A door (aihub.interop.a2a); everything else is
+        # Django. Past the pending-request limit, a 503 before any (aihub.admission).
+        "http": PendingRequestLimit(with_mcp(with_a2a(django_asgi_app))),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -66,6 +66,9 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_MAX_ATTEMPTS": 6,
     "WEBHOOK_RETRY_BASE_SECONDS": 10.0,
     "WEBHOOK_RETRY_MAX_SECONDS": 3600.0,
+    # Dotted paths of callables (job) -> (extra body fields, extra headers) or None, for doors that put their own
+    # protocol's view of a job into its webhook (aihub.interop.a2a: the A2A task and the client's token).
+    "WEBHOOK_EXTENSIONS": [],
 }
 
 

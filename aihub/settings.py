@@ -291,6 +291,8 @@ AIHUB: dict[str, Any] = {
     "WEBHOOK_URL_ALLOWLIST": env.list("AIHUB_WEBHOOK_URL_ALLOWLIST", default=[]),
     "WEBHOOK_SECRET": env.str("AIHUB_WEBHOOK_SECRET", default=""),
     "WEBHOOK_MAX_ATTEMPTS": env.int("AIHUB_WEBHOOK_MAX_ATTEMPTS", default=6),
+    # A2A push notifications are job webhooks carrying the A2A task too (aihub.interop.a2a.push).
+    "WEBHOOK_EXTENSIONS": ["aihub.interop.a2a.push.webhook_extension"],
 }
 
 # --- API -------------------------------------------------------------------------------------------------

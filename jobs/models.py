@@ -258,6 +258,25 @@ class WebhookDelivery(models.Model):
         return f"webhook attempt {self.attempt} of job {self.job_id}"
 
 
+class JobPushConfig(models.Model):
+    """Where a job's final state is pushed for a client that asked for it (an A2A push notification config): the
+    job's ``webhook`` is this URL, so it goes out through jobs.webhooks (signed, retried, allowlisted), with the
+    client's ``token`` echoed back so the receiver knows the notification is for it. One per job."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="push_config")
+    # The client's name for the config (A2A's config id); the job's id when the client gave none.
+    name = models.CharField(max_length=200)
+    url = models.CharField(max_length=2000)
+    # The client's own value, not a credential of aihub's: sent back with every notification.
+    token = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"push config {self.name} of job {self.job_id}"
+
+
 class ThreadPolicy(models.TextChoices):
     NEW = "new", "A new thread per firing"
     FIXED = "fixed", "One fixed thread"

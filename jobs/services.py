@@ -29,7 +29,16 @@ from aihub.api.problems import Conflict, problem
 from aihub.celery import broker_run_id, task_send
 from jobs import usage as accounting
 from jobs import webhooks
-from jobs.models import ACTIVE_STATUSES, FINAL_STATUSES, Artifact, ArtifactKind, CancelMode, Job, JobStatus
+from jobs.models import (
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    Artifact,
+    ArtifactKind,
+    CancelMode,
+    Job,
+    JobPushConfig,
+    JobStatus,
+)
 from threads import services as thread_services
 from threads.content import text_of, validate_content
 from threads.events import EventType, NewEvent
@@ -549,6 +558,33 @@ def job_cancel(*, job: Job, mode: CancelMode | str = CancelMode.IMMEDIATE) -> Jo
         job_finish(job=locked, status=JobStatus.CANCELLED)
         locked.refresh_from_db()
     return locked
+
+
+@transaction.atomic
+def job_push_config_set(*, job: Job, url: str, name: str = "", token: str = "") -> JobPushConfig:
+    """Push the job's final state to ``url`` (checked against the webhook allowlist): it becomes the job's webhook,
+    replacing an earlier config. A job that has ended is a 409: its notification is not coming."""
+    webhooks.webhook_check(url)
+    _lock_thread(job.thread_id)
+    locked = Job.objects.select_for_update().get(pk=job.pk)
+    if locked.is_final:
+        raise Conflict(f"The job has already ended ({locked.status}).")
+    Job.objects.filter(pk=locked.pk).update(webhook=url)
+    job.webhook = url
+    config, _ = JobPushConfig.objects.update_or_create(
+        job=locked, defaults={"tenant_id": locked.tenant_id, "name": name or str(locked.pk), "url": url, "token": token}
+    )
+    return config
+
+
+@transaction.atomic
+def job_push_config_delete(*, job: Job, name: str) -> bool:
+    """Stop pushing the job's final state (its webhook goes too); False when it has no config of that name."""
+    _lock_thread(job.thread_id)
+    deleted, _ = JobPushConfig.objects.filter(job=job, name=name).delete()
+    if deleted:
+        Job.objects.filter(pk=job.pk).exclude(status__in=FINAL_STATUSES).update(webhook="")
+    return bool(deleted)
 
 
 def job_fail_problem(*, job: Job, detail: str, status: int = 500, type_slug: str = "job-failed") -> dict[str, Any]:

@@ -29,6 +29,7 @@ from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from aihub import outbound
 from aihub.celery import task_send
@@ -86,6 +87,22 @@ def webhook_payload(job: Job) -> dict[str, Any]:
     }
 
 
+WebhookExtension = tuple[dict[str, Any], dict[str, str]]
+
+
+def webhook_extensions(job: Job) -> WebhookExtension:
+    """What the WEBHOOK_EXTENSIONS callables add to the job's webhook: body fields beside ``type`` and ``job``
+    (which they cannot replace), and headers (never the signature's)."""
+    body: dict[str, Any] = {}
+    headers: dict[str, str] = {}
+    for path in aihub_settings.WEBHOOK_EXTENSIONS:
+        extension = import_string(path)(job)
+        if extension is not None:
+            body.update(extension[0])
+            headers.update(extension[1])
+    return body, headers
+
+
 def retry_delay(attempt: int) -> float:
     """Seconds to wait after failed attempt ``attempt`` (1-based): doubling from the base, capped."""
     base = float(aihub_settings.WEBHOOK_RETRY_BASE_SECONDS)
@@ -108,9 +125,12 @@ def webhook_deliver(*, job_id: uuid.UUID, attempt: int) -> WebhookDelivery | Non
     if WebhookDelivery.objects.filter(job=job, attempt=attempt).exists():
         return None
     event = f"job.{job.status}"
-    body = json.dumps(webhook_payload(job), cls=DjangoJSONEncoder, separators=(",", ":")).encode()
+    extra_body, extra_headers = webhook_extensions(job)
+    payload = {**extra_body, **webhook_payload(job)}
+    body = json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":")).encode()
     timestamp = int(time.time())
     headers = {
+        **extra_headers,
         "Content-Type": "application/json",
         "User-Agent": "aihub-webhooks",
         EVENT_HEADER: event,

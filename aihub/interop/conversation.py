@@ -18,7 +18,7 @@ from django.http import StreamingHttpResponse
 
 from agents.models import Agent
 from jobs.models import Job
-from jobs.services import job_submit
+from jobs.services import BusyPolicy, job_submit
 from threads import services as thread_services
 from threads.content import text_of, validate_content
 from threads.models import MessageRole, Thread
@@ -45,6 +45,7 @@ def turn_submit(
     earlier: Sequence[EarlierMessage] = (),
     additional_instructions: str = "",
     context: dict[str, Any] | None = None,
+    busy: BusyPolicy = "reject",
 ) -> Job:
     """Store the message (on ``thread``, or a new thread) and start the agent's job for it.
 
@@ -73,6 +74,7 @@ def turn_submit(
             thread=thread,
             additional_instructions=additional_instructions,
             context=context,
+            busy=busy,
         )
     return job
 
@@ -90,11 +92,11 @@ def usage_counts(job: Job) -> tuple[int, int, int]:
     return prompt, completion, int(usage.get("total_tokens", prompt + completion))
 
 
-async def job_events(job: Job) -> AsyncIterator[dict[str, Any]]:
-    """The job's events from its first to its final one (then the iterator ends), with :data:`KEEP_ALIVE_EVENT`
-    while quiet. Leaving early does not stop the job."""
+async def job_events(job: Job, *, after: int = 0) -> AsyncIterator[dict[str, Any]]:
+    """The job's events from its first (or the first after sequence ``after``) to its final one (then the
+    iterator ends), with :data:`KEEP_ALIVE_EVENT` while quiet. Leaving early does not stop the job."""
     # Reads the log to find where the job starts: ORM work, so off the event loop.
-    response = await database_sync_to_async(job_stream_response)(job)
+    response = await database_sync_to_async(job_stream_response)(job, after=after)
     if not isinstance(response, StreamingHttpResponse):
         return  # the job ended and has no events left to send (204)
     async for frame in response:

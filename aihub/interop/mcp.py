@@ -470,6 +470,12 @@ def _authenticate(raw: str, host: str, tenant_ref: str) -> Principal:
     return principal_for(user=user, tenant_ref=tenant_ref, auth=auth)
 
 
+def allowed_host(host: str) -> bool:
+    """The Host header names this server (Django's ALLOWED_HOSTS): checked here for the doors outside Django."""
+    domain, _port = split_domain_port(host)
+    return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
+
+
 def _allowed_origin(origin: str, *, scope: dict[str, Any], host: str) -> bool:
     """The browser origin may call: the server's own, or one the CORS settings allow (django-cors-headers')."""
     if origin == f"{scope.get('scheme', 'http')}://{host}":
@@ -521,8 +527,7 @@ async def mcp_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _json_error(send, 404, types.INVALID_REQUEST, "Not found: the MCP endpoint is /mcp or /mcp/{tenant}.")
         return
     host = _header(scope, b"host")
-    domain, _port = split_domain_port(host)
-    if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+    if not allowed_host(host):
         await _json_error(send, 400, types.INVALID_REQUEST, "Invalid Host header.")
         return
     origin = _header(scope, b"origin")
