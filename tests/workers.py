@@ -36,8 +36,7 @@ def shared_database_url() -> str:
     return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-@pytest.fixture
-def services_run() -> None:
+def require_services_run() -> None:
     """PostgreSQL and a Redis broker, or a clear skip."""
     if connection.vendor != "postgresql":
         pytest.skip(
@@ -48,6 +47,12 @@ def services_run() -> None:
     if broker.startswith("memory://"):
         pytest.skip("needs a Redis broker: a separate worker process cannot share the in-memory broker")
     require_service("Redis", broker)
+
+
+@pytest.fixture
+def services_run() -> None:
+    """PostgreSQL and a Redis broker, or a clear skip."""
+    require_services_run()
 
 
 class Worker:
@@ -73,6 +78,36 @@ class Worker:
                 self.kill()
 
 
+def launch_worker(*, log: Path, name: str, env: dict[str, str] | None = None, concurrency: int = 1) -> Worker:
+    """A `celery -A aihub worker` (threads pool) on the test database, once it is ready to take tasks."""
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "celery", "-A", "aihub", "worker"),
+            *("--pool", "threads", "--concurrency", str(concurrency), "-Q", "celery", "--loglevel", "info"),
+            *("--without-mingle", "--without-gossip", "--hostname", name),
+        ],
+        cwd=PROJECT_DIR,
+        env={
+            **os.environ,
+            "DATABASE_URL": shared_database_url(),
+            "REDIS_URL": str(settings.REDIS_URL or settings.CELERY_BROKER_URL),
+            "CELERY_BROKER_URL": str(settings.CELERY_BROKER_URL),
+            "CELERY_EMBEDDED_WORKER": "false",
+            **(env or {}),
+        },
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    worker = Worker(process, log, name)
+    deadline = time.monotonic() + WORKER_READY_SECONDS
+    while " ready." not in worker.output():
+        if process.poll() is not None or time.monotonic() > deadline:
+            worker.stop()
+            pytest.fail(f"the worker did not start:\n{worker.output()}")
+        time.sleep(0.05)
+    return worker
+
+
 @pytest.fixture
 def start_worker(services_run: None, transactional_db: None, tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     """``start_worker(env={...}, concurrency=1)``: a `celery -A aihub worker` (threads pool) on the test database,
@@ -85,32 +120,10 @@ def start_worker(services_run: None, transactional_db: None, tmp_path: Path) -> 
 
     def start(env: dict[str, str] | None = None, concurrency: int = 1) -> Worker:
         name = f"e2e{len(started) + 1}-{os.getpid()}@localhost"
-        log = tmp_path / f"worker-{len(started) + 1}.log"
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "celery", "-A", "aihub", "worker"),
-                *("--pool", "threads", "--concurrency", str(concurrency), "-Q", "celery", "--loglevel", "info"),
-                *("--without-mingle", "--without-gossip", "--hostname", name),
-            ],
-            cwd=PROJECT_DIR,
-            env={
-                **os.environ,
-                "DATABASE_URL": shared_database_url(),
-                "REDIS_URL": str(settings.REDIS_URL or settings.CELERY_BROKER_URL),
-                "CELERY_BROKER_URL": str(settings.CELERY_BROKER_URL),
-                "CELERY_EMBEDDED_WORKER": "false",
-                **(env or {}),
-            },
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
+        worker = launch_worker(
+            log=tmp_path / f"worker-{len(started) + 1}.log", name=name, env=env, concurrency=concurrency
         )
-        worker = Worker(process, log, name)
         started.append(worker)
-        deadline = time.monotonic() + WORKER_READY_SECONDS
-        while " ready." not in worker.output():
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the worker did not start:\n{worker.output()}")
-            time.sleep(0.05)
         return worker
 
     yield start
