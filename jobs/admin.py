@@ -19,7 +19,16 @@ from rest_framework.exceptions import APIException
 
 from aihub.access.admin import ReadOnlyAdminMixin, ReadOnlyModelAdmin, ServiceModelAdmin
 from jobs import dashboard, schedules, services, usage
-from jobs.models import Artifact, CancelMode, Job, PassthroughCall, Schedule, UsageLimit, WebhookDelivery
+from jobs.models import (
+    Artifact,
+    CancelMode,
+    Job,
+    JobPushConfig,
+    PassthroughCall,
+    Schedule,
+    UsageLimit,
+    WebhookDelivery,
+)
 
 
 class ArtifactInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -47,9 +56,20 @@ class WebhookDeliveryInline(ReadOnlyAdminMixin, admin.TabularInline):
     can_delete = False
 
 
+class JobPushConfigInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """Where an A2A client asked for the job's final state to be pushed (its webhook), read-only; the client's
+    token is its own and stays out of the page."""
+
+    model = JobPushConfig
+    fields = ("name", "url", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+
 @admin.register(Job)
 class JobAdmin(ReadOnlyModelAdmin):
-    inlines = (ArtifactInline, WebhookDeliveryInline)
+    inlines = (ArtifactInline, WebhookDeliveryInline, JobPushConfigInline)
     list_display = (
         "id",
         "status",
