@@ -13,6 +13,9 @@ A 2xx answer ends the deliveries; a 408, 429, 5xx, timeout or connection error i
 WEBHOOK_RETRY_BASE_SECONDS * 2^(attempt - 1) (at most WEBHOOK_RETRY_MAX_SECONDS), up to WEBHOOK_MAX_ATTEMPTS;
 any other answer, or a URL no longer allowed, ends them at once. URLs go through aihub.outbound: only under
 WEBHOOK_URL_ALLOWLIST, never to private addresses unless OUTBOUND_ALLOW_PRIVATE_NETWORKS.
+
+WEBHOOK_EXTENSIONS lets a door add its protocol's view of the job to the body and headers of its own clients'
+webhooks (aihub.interop.a2a.push: the A2A task and the client's token), signed with the rest.
 """
 
 from __future__ import annotations
