@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from a2a.client import A2ACardResolver, Client, ClientConfig, ClientFactory
+from a2a.server.context import ServerCallContext
 from a2a.types import (
     CancelTaskRequest,
     GetExtendedAgentCardRequest,
@@ -41,18 +42,24 @@ from a2a.types import (
     TaskState,
     UnsupportedOperationError,
 )
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.utils import timezone
 from google.protobuf.json_format import ParseDict
 
 from agents.models import Agent
+from agents.tools import TOOLS, ToolContext, tool
+from aihub.access.models import Membership
+from aihub.access.principal import principal_for
 from aihub.interop.a2a.convert import job_task
+from aihub.interop.a2a.handler import CALLER, JobRequestHandler
+from aihub.interop.a2a.handler import Caller as DoorCaller
 from jobs import webhooks
 from jobs.models import Job, JobStatus
 from tests.agents.factories import AgentFactory
 from tests.factories import ApiTokenFactory, MembershipFactory
 from tests.file_server import FileServer, Route
-from tests.jobs.helpers import drain_sent_jobs
+from tests.jobs.helpers import drain_sent_jobs, run_now
 from tests.servers import base_env, start_daphne, stop_server
 from tests.workers import launch_worker, require_services_run, shared_database_url, wait_for
 
@@ -432,3 +439,60 @@ def test_a_job_waiting_for_input_is_an_input_required_task_whose_message_asks_fo
 def test_a_failed_job_says_why_in_its_tasks_status() -> None:
     job = a_job(JobStatus.FAILED, error={"detail": "The model provider is unreachable."})
     assert job_task(job, artifacts=[]).status.message.parts[0].text == "The model provider is unreachable."
+
+
+# --- Waiting for input, through the handler in process ------------------------------------------------------------
+# A tool that needs approval exists only in this process (the worker would not know it), so the job runs here, on
+# the test's thread, as the worker runs it; the requests go to the door's handler as the dispatcher calls it.
+
+
+def approve_refund(context: ToolContext, order_id: str) -> dict[str, Any]:
+    """Refund an order (a person approves every call)."""
+    return {"refunded": order_id}
+
+
+@pytest.fixture
+def refund_tool() -> Iterator[None]:
+    tool(requires_approval=True)(approve_refund)
+    yield
+    TOOLS.pop("approve_refund", None)
+
+
+@pytest.mark.django_db
+def test_a_task_waiting_for_approval_is_input_required_and_a_message_on_it_answers_it(
+    membership: Membership, refund_tool: None
+) -> None:
+    agent = AgentFactory.create(tenant=membership.tenant, slug="cashier", class_name="tools", tools=["approve_refund"])
+    caller = DoorCaller(
+        principal=principal_for(user=membership.user, tenant_ref=membership.tenant.slug),
+        agent=agent,
+        base_url="http://testserver",
+    )
+    context = ServerCallContext(state={CALLER: caller, "headers": V1})
+    handler = JobRequestHandler()
+    immediately = SendMessageConfiguration(return_immediately=True)
+
+    def send(message: Message) -> Task:
+        request = SendMessageRequest(message=message, configuration=immediately)
+        task = async_to_sync(handler.on_message_send)(request, context)
+        assert isinstance(task, Task)
+        return task
+
+    def get(task_id: str) -> Task:
+        task = async_to_sync(handler.on_get_task)(GetTaskRequest(id=task_id), context)
+        assert task is not None
+        return task
+
+    submitted = send(user_message('use approve_refund {"order_id": "A-1"}'))
+    run_now(Job.objects.get(pk=submitted.id))
+    waiting = get(submitted.id)
+    assert waiting.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
+    assert "approve_refund" in waiting.status.message.parts[0].text
+
+    answered = send(user_message("approve", task_id=submitted.id, context_id=submitted.context_id))
+    assert answered.id == submitted.id and answered.status.state == TaskState.TASK_STATE_SUBMITTED
+    run_now(Job.objects.get(pk=submitted.id))
+    done = get(submitted.id)
+    assert done.status.state == TaskState.TASK_STATE_COMPLETED
+    with pytest.raises(UnsupportedOperationError):  # an ended task takes no more messages
+        send(user_message("again", task_id=submitted.id))
