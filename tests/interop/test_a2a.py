@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import channels.db
 import httpx
 import pytest
 from a2a.client import A2ACardResolver, Client, ClientConfig, ClientFactory
@@ -460,8 +461,11 @@ def refund_tool() -> Iterator[None]:
 
 @pytest.mark.django_db
 def test_a_task_waiting_for_approval_is_input_required_and_a_message_on_it_answers_it(
-    membership: Membership, refund_tool: None
+    membership: Membership, refund_tool: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The handler's ORM calls run on this thread, inside the test's transaction: channels' clean-up between calls
+    # (meant for a fresh request) would close the connection holding it.
+    monkeypatch.setattr(channels.db, "close_old_connections", lambda: None)
     agent = AgentFactory.create(tenant=membership.tenant, slug="cashier", class_name="tools", tools=["approve_refund"])
     caller = DoorCaller(
         principal=principal_for(user=membership.user, tenant_ref=membership.tenant.slug),
