@@ -144,6 +144,111 @@ def run(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
 
 
+# --- Jobs as tasks, in process (first: before the module's server and worker start) ---------------------------
+
+
+def a_job(status: JobStatus, **fields: Any) -> Job:
+    now = timezone.now()
+    return Job(
+        pk=uuid.uuid4(),
+        thread_id=uuid.uuid4(),
+        agent=Agent(slug="echo"),
+        agent_version=3,
+        status=status,
+        input={"message": str(uuid.uuid4()), "content": [{"type": "text", "text": "question"}]},
+        created_at=now,
+        **fields,
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "state"),
+    [
+        (JobStatus.QUEUED, TaskState.TASK_STATE_SUBMITTED),
+        (JobStatus.RUNNING, TaskState.TASK_STATE_WORKING),
+        (JobStatus.SUCCEEDED, TaskState.TASK_STATE_COMPLETED),
+        (JobStatus.FAILED, TaskState.TASK_STATE_FAILED),
+        (JobStatus.CANCELLED, TaskState.TASK_STATE_CANCELED),
+        (JobStatus.EXPIRED, TaskState.TASK_STATE_FAILED),
+    ],
+)
+def test_a_jobs_status_is_its_tasks_state(status: JobStatus, state: TaskState) -> None:
+    assert job_task(a_job(status), artifacts=[]).status.state == state
+
+
+def test_a_job_waiting_for_input_is_an_input_required_task_whose_message_asks_for_it() -> None:
+    job = a_job(JobStatus.REQUIRES_ACTION, pending_action={"type": "input", "prompt": "Which city?"})
+    task = job_task(job, artifacts=[])
+    assert task.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
+    assert task.status.message.parts[0].text == "Which city?"
+    assert task.context_id == str(job.thread_id) and task.id == str(job.pk)
+
+
+def test_a_failed_job_says_why_in_its_tasks_status() -> None:
+    job = a_job(JobStatus.FAILED, error={"detail": "The model provider is unreachable."})
+    assert job_task(job, artifacts=[]).status.message.parts[0].text == "The model provider is unreachable."
+
+
+# --- Waiting for input, through the handler in process ------------------------------------------------------------
+# A tool that needs approval exists only in this process (the worker would not know it), so the job runs here, on
+# the test's thread, as the worker runs it; the requests go to the door's handler as the dispatcher calls it.
+
+
+def approve_refund(context: ToolContext, order_id: str) -> dict[str, Any]:
+    """Refund an order (a person approves every call)."""
+    return {"refunded": order_id}
+
+
+@pytest.fixture
+def refund_tool() -> Iterator[None]:
+    tool(requires_approval=True)(approve_refund)
+    yield
+    TOOLS.pop("approve_refund", None)
+
+
+@pytest.mark.django_db
+def test_a_task_waiting_for_approval_is_input_required_and_a_message_on_it_answers_it(
+    membership: Membership, refund_tool: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The handler's ORM calls run on this thread, inside the test's transaction: channels' clean-up between calls
+    # (meant for a fresh request) would close the connection holding it.
+    monkeypatch.setattr(channels.db, "close_old_connections", lambda: None)
+    agent = AgentFactory.create(tenant=membership.tenant, slug="cashier", class_name="tools", tools=["approve_refund"])
+    caller = DoorCaller(
+        principal=principal_for(user=membership.user, tenant_ref=membership.tenant.slug),
+        agent=agent,
+        base_url="http://testserver",
+    )
+    context = ServerCallContext(state={CALLER: caller, "headers": V1})
+    handler = JobRequestHandler()
+    immediately = SendMessageConfiguration(return_immediately=True)
+
+    def send(message: Message) -> Task:
+        request = SendMessageRequest(message=message, configuration=immediately)
+        task = async_to_sync(handler.on_message_send)(request, context)
+        assert isinstance(task, Task)
+        return task
+
+    def get(task_id: str) -> Task:
+        task = async_to_sync(handler.on_get_task)(GetTaskRequest(id=task_id), context)
+        assert task is not None
+        return task
+
+    submitted = send(user_message('use approve_refund {"order_id": "A-1"}'))
+    run_now(Job.objects.get(pk=submitted.id))
+    waiting = get(submitted.id)
+    assert waiting.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
+    assert "approve_refund" in waiting.status.message.parts[0].text
+
+    answered = send(user_message("approve", task_id=submitted.id, context_id=submitted.context_id))
+    assert answered.id == submitted.id and answered.status.state == TaskState.TASK_STATE_SUBMITTED
+    run_now(Job.objects.get(pk=submitted.id))
+    done = get(submitted.id)
+    assert done.status.state == TaskState.TASK_STATE_COMPLETED
+    with pytest.raises(UnsupportedOperationError):  # an ended task takes no more messages
+        send(user_message("again", task_id=submitted.id))
+
+
 # --- The card ------------------------------------------------------------------------------------------------
 
 
@@ -395,108 +500,3 @@ def test_bad_requests_get_a2a_json_rpc_errors_never_a_500(door: Door) -> None:
     unauthenticated = rpc(door, caller, "GetTask", {"id": "x"}, token="")
     assert unauthenticated.status_code == 401 and "Bearer" in unauthenticated.headers["www-authenticate"]
     assert unauthenticated.json()["error"]["code"] == -32600
-
-
-# --- Jobs as tasks, in process ----------------------------------------------------------------------------------
-
-
-def a_job(status: JobStatus, **fields: Any) -> Job:
-    now = timezone.now()
-    return Job(
-        pk=uuid.uuid4(),
-        thread_id=uuid.uuid4(),
-        agent=Agent(slug="echo"),
-        agent_version=3,
-        status=status,
-        input={"message": str(uuid.uuid4()), "content": [{"type": "text", "text": "question"}]},
-        created_at=now,
-        **fields,
-    )
-
-
-@pytest.mark.parametrize(
-    ("status", "state"),
-    [
-        (JobStatus.QUEUED, TaskState.TASK_STATE_SUBMITTED),
-        (JobStatus.RUNNING, TaskState.TASK_STATE_WORKING),
-        (JobStatus.SUCCEEDED, TaskState.TASK_STATE_COMPLETED),
-        (JobStatus.FAILED, TaskState.TASK_STATE_FAILED),
-        (JobStatus.CANCELLED, TaskState.TASK_STATE_CANCELED),
-        (JobStatus.EXPIRED, TaskState.TASK_STATE_FAILED),
-    ],
-)
-def test_a_jobs_status_is_its_tasks_state(status: JobStatus, state: TaskState) -> None:
-    assert job_task(a_job(status), artifacts=[]).status.state == state
-
-
-def test_a_job_waiting_for_input_is_an_input_required_task_whose_message_asks_for_it() -> None:
-    job = a_job(JobStatus.REQUIRES_ACTION, pending_action={"type": "input", "prompt": "Which city?"})
-    task = job_task(job, artifacts=[])
-    assert task.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
-    assert task.status.message.parts[0].text == "Which city?"
-    assert task.context_id == str(job.thread_id) and task.id == str(job.pk)
-
-
-def test_a_failed_job_says_why_in_its_tasks_status() -> None:
-    job = a_job(JobStatus.FAILED, error={"detail": "The model provider is unreachable."})
-    assert job_task(job, artifacts=[]).status.message.parts[0].text == "The model provider is unreachable."
-
-
-# --- Waiting for input, through the handler in process ------------------------------------------------------------
-# A tool that needs approval exists only in this process (the worker would not know it), so the job runs here, on
-# the test's thread, as the worker runs it; the requests go to the door's handler as the dispatcher calls it.
-
-
-def approve_refund(context: ToolContext, order_id: str) -> dict[str, Any]:
-    """Refund an order (a person approves every call)."""
-    return {"refunded": order_id}
-
-
-@pytest.fixture
-def refund_tool() -> Iterator[None]:
-    tool(requires_approval=True)(approve_refund)
-    yield
-    TOOLS.pop("approve_refund", None)
-
-
-@pytest.mark.django_db
-def test_a_task_waiting_for_approval_is_input_required_and_a_message_on_it_answers_it(
-    membership: Membership, refund_tool: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The handler's ORM calls run on this thread, inside the test's transaction: channels' clean-up between calls
-    # (meant for a fresh request) would close the connection holding it.
-    monkeypatch.setattr(channels.db, "close_old_connections", lambda: None)
-    agent = AgentFactory.create(tenant=membership.tenant, slug="cashier", class_name="tools", tools=["approve_refund"])
-    caller = DoorCaller(
-        principal=principal_for(user=membership.user, tenant_ref=membership.tenant.slug),
-        agent=agent,
-        base_url="http://testserver",
-    )
-    context = ServerCallContext(state={CALLER: caller, "headers": V1})
-    handler = JobRequestHandler()
-    immediately = SendMessageConfiguration(return_immediately=True)
-
-    def send(message: Message) -> Task:
-        request = SendMessageRequest(message=message, configuration=immediately)
-        task = async_to_sync(handler.on_message_send)(request, context)
-        assert isinstance(task, Task)
-        return task
-
-    def get(task_id: str) -> Task:
-        task = async_to_sync(handler.on_get_task)(GetTaskRequest(id=task_id), context)
-        assert task is not None
-        return task
-
-    submitted = send(user_message('use approve_refund {"order_id": "A-1"}'))
-    run_now(Job.objects.get(pk=submitted.id))
-    waiting = get(submitted.id)
-    assert waiting.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
-    assert "approve_refund" in waiting.status.message.parts[0].text
-
-    answered = send(user_message("approve", task_id=submitted.id, context_id=submitted.context_id))
-    assert answered.id == submitted.id and answered.status.state == TaskState.TASK_STATE_SUBMITTED
-    run_now(Job.objects.get(pk=submitted.id))
-    done = get(submitted.id)
-    assert done.status.state == TaskState.TASK_STATE_COMPLETED
-    with pytest.raises(UnsupportedOperationError):  # an ended task takes no more messages
-        send(user_message("again", task_id=submitted.id))
