@@ -239,3 +239,10 @@ def test_the_janitor_purges_an_ended_stateless_turn_but_keeps_its_usage(
     assert Thread.objects.get(pk=job.thread_id).title == ""
     # Once only.
     assert services.janitor_run(now=timezone.now() + timedelta(seconds=90))["purged"] == 0
+
+
+def test_a_threads_own_route_takes_no_supplied_history(client: APIClient, membership: Membership, echo: Agent) -> None:
+    thread = services.job_submit(agent=echo, user=membership.user, content="x")[0].thread_id
+    route = f"/api/v1/{membership.tenant.slug}/threads/{thread}/messages/"
+
+    assert_invalid(client.post(route, {"content": "hi", "chat_history": HISTORY}, format="json"), "chat_history")
