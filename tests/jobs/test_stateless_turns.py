@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +21,7 @@ from tests.agents.factories import AgentFactory
 from tests.agents.openai_server import OpenAIServer
 from tests.factories import MembershipFactory
 from tests.helpers import ClientAs, assert_invalid, assert_problem
+from tests.servers import Stream, http_json
 from tests.threads.factories import FileFactory
 from threads.models import Event, Message, Thread
 
@@ -246,3 +249,34 @@ def test_a_threads_own_route_takes_no_supplied_history(client: APIClient, member
     route = f"/api/v1/{membership.tenant.slug}/threads/{thread}/messages/"
 
     assert_invalid(client.post(route, {"content": "hi", "chat_history": HISTORY}, format="json"), "chat_history")
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get("DATABASE_URL")),
+    reason="drives the embedded server, whatever the suite's configuration: run once, in the embedded suite",
+)
+def test_a_stateless_turn_through_the_real_server_waits_and_streams_with_what_it_added(
+    embedded_server: tuple[str, str],
+) -> None:
+    base, token = embedded_server
+    path = "/api/v1/demo/agents/echo/messages"
+    body = {"content": "one two", "chat_history": HISTORY}
+
+    status, waited = http_json(f"{base}{path}?wait=true", body=body, token=token)
+    assert (status, waited["status"]) == (200, "succeeded"), waited
+    assert [m["role"] for m in waited["new_messages"]] == ["user", "assistant"]
+    assert waited["usage"]["total_tokens"] > 0 and "cost" in waited and waited["file_ids_map"] == {}
+
+    stream = Stream(base, f"{path}?stream=true", token=token, body=body)
+    try:
+        frames = stream.until("job.succeeded")
+    finally:
+        stream.close()
+    final = json.loads(frames[-1]["data"])["data"]
+    assert [m["role"] for m in final["new_messages"]] == ["user", "assistant"]
+    assert final["new_messages"][1]["content"] == waited["new_messages"][1]["content"]
+    assert final["usage"]["total_tokens"] == waited["usage"]["total_tokens"]
+    assert final["file_ids_map"] == {}
+    # Neither turn is on the caller's thread list.
+    listed = http_json(f"{base}/api/v1/demo/threads/", token=token)[1]["items"]
+    assert waited["thread"] not in {thread["id"] for thread in listed}
