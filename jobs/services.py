@@ -774,7 +774,7 @@ def job_results_purge(*, now: datetime) -> int:
         return 0
     due = Job.objects.filter(
         status__in=FINAL_STATUSES, expires_at__lt=now - timedelta(seconds=retention), results_purged_at__isnull=True
-    )
+    ).exclude(thread__ephemeral=True)  # stateless turns are purged whole, by stateless_turns_purge
     purged = 0
     # In batches, so a first run over a long history neither holds one huge transaction nor loads every id.
     while job_ids := list(due.order_by("expires_at").values_list("pk", flat=True)[:500]):
