@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('threads', '0002_file'),
+        ("threads", "0002_file"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='thread',
-            name='ephemeral',
+            model_name="thread",
+            name="ephemeral",
             field=models.BooleanField(default=False, editable=False),
         ),
     ]
