@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agents.providers.base import ChatProvider, ChatRequest, Finished, TextDelta, ToolCall, Usage
+from agents.providers.base import ChatProvider, ChatRequest, ClientConfig, Finished, TextDelta, ToolCall, Usage
 from aihub.conf import aihub_settings
 from threads.content import file_ids_of, text_of
 from threads.models import File
@@ -106,7 +106,8 @@ class AgentRun:
     system_prompt: str
     tools: list[str]
     config: BaseModel
-    # Earlier messages of the thread, oldest first: {"role", "content": [blocks]}.
+    # Earlier messages of the thread, oldest first: {"role", "content": [blocks]}; for a stateless turn the
+    # client's chat_history instead (which may also carry "agent", "caller_agent" and "timestamp").
     history: list[dict[str, Any]]
     # The message this job answers.
     input: list[dict[str, Any]]
@@ -120,6 +121,9 @@ class AgentRun:
     publish_artifact: Callable[[Artifact], dict[str, Any]] | None = None
     # Set when the run continues after an ``AwaitInput`` was answered.
     resume: Resume | None = None
+    # The request's own model credentials (client_config): model calls go there instead of to the operator's
+    # provider (agents.providers.provider_for). Never stored; see jobs.credentials.
+    client_config: ClientConfig | None = None
 
 
 @dataclass

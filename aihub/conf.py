@@ -61,6 +61,8 @@ DEFAULTS: dict[str, Any] = {
     "ATTACHMENT_TEXT_MAX_CHARS": 20_000,
     # Webhooks of jobs (jobs.webhooks): where they may go (URL prefixes), the HMAC key they are signed with
     # (no key: jobs cannot ask for webhooks), and the retries.
+    # Per-request model credentials (client_config): URL prefixes its base_url must start with; empty: none.
+    "CLIENT_CONFIG_URL_ALLOWLIST": [],
     "WEBHOOK_URL_ALLOWLIST": [],
     "WEBHOOK_SECRET": "",
     "WEBHOOK_MAX_ATTEMPTS": 6,

@@ -216,6 +216,15 @@ JOBS_SOFT_TIME_LIMIT_SECONDS = env.int("JOBS_SOFT_TIME_LIMIT_SECONDS", default=6
 JOBS_TIME_LIMIT_SECONDS = env.int("JOBS_TIME_LIMIT_SECONDS", default=660)
 # The largest artifact (file content, or its data as JSON) a job may publish.
 JOBS_ARTIFACT_MAX_BYTES = env.int("JOBS_ARTIFACT_MAX_BYTES", default=10 * 1024 * 1024)
+# Stateless turns (a message with chat_history): the most messages and JSON bytes a supplied history may have,
+# and how long the turn's ephemeral thread keeps its messages and events after its job ended (for a client that
+# reconnects to the stream or reads the job) before the janitor purges them.
+JOBS_CHAT_HISTORY_MAX_MESSAGES = env.int("JOBS_CHAT_HISTORY_MAX_MESSAGES", default=200)
+JOBS_CHAT_HISTORY_MAX_BYTES = env.int("JOBS_CHAT_HISTORY_MAX_BYTES", default=1024 * 1024)
+JOBS_STATELESS_RETENTION_SECONDS = env.int("JOBS_STATELESS_RETENTION_SECONDS", default=600)
+# How long a job's client_config (sealed in the cache, jobs.credentials) waits for a worker; a job that starts
+# later fails asking for the request again. It is deleted as soon as the job ends.
+JOBS_CLIENT_CONFIG_TTL_SECONDS = env.int("JOBS_CLIENT_CONFIG_TTL_SECONDS", default=3600)
 # Usage accounting and limits (jobs.usage): the currency of catalogue prices, the output tokens a job reserves
 # against a limit when it starts, and the share of a limit from which responses carry X-Usage-Warning.
 USAGE_CURRENCY = env.str("USAGE_CURRENCY", default="USD")
@@ -287,6 +296,8 @@ AIHUB: dict[str, Any] = {
     "OUTBOUND_TIMEOUT_SECONDS": env.float("AIHUB_OUTBOUND_TIMEOUT_SECONDS", default=10.0),
     "FILE_MAX_BYTES": env.int("AIHUB_FILE_MAX_BYTES", default=10 * 1024 * 1024),
     "ATTACHMENT_TEXT_MAX_CHARS": env.int("AIHUB_ATTACHMENT_TEXT_MAX_CHARS", default=20_000),
+    # Per-request model credentials (client_config): the base URLs a client may point its job's model calls at.
+    "CLIENT_CONFIG_URL_ALLOWLIST": env.list("AIHUB_CLIENT_CONFIG_URL_ALLOWLIST", default=[]),
     # Job webhooks: allowed URL prefixes, the signing key (also as AIHUB_WEBHOOK_SECRET_FILE), attempts.
     "WEBHOOK_URL_ALLOWLIST": env.list("AIHUB_WEBHOOK_URL_ALLOWLIST", default=[]),
     "WEBHOOK_SECRET": env.str("AIHUB_WEBHOOK_SECRET", default=""),

@@ -14,13 +14,13 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection
 from pydantic import ValidationError
 
-from agents.providers.base import ProviderError
+from agents.providers.base import ClientConfig, ProviderError
 from agents.registry import AgentClass, get_agent_class
 from agents.runtime import AgentRun, AwaitInput, Emit, Reply, Resume, TurnEnded
 from agents.runtime import Artifact as ArtifactOutput
 from agents.selectors import agent_version_snapshot
 from aihub.db import in_memory_sqlite
-from jobs import services
+from jobs import credentials, services
 from jobs.models import CancelMode, Job, JobStatus
 from threads.events import NewEvent
 from threads.selectors import message_list
@@ -162,12 +162,16 @@ def build_run(job: Job, should_stop: Any) -> tuple[type[AgentClass], AgentRun]:
     if agent_class is None:
         raise LookupError(f"Agent class {snapshot['class_name']!r} is not installed.")
     config = agent_class.Config.model_validate(snapshot["config"])
-    history = [
-        {"role": m.role, "content": m.content}
-        for m in message_list(thread=job.thread)
-        .exclude(pk=job.input.get("message"))
-        .filter(created_at__lte=job.created_at)
-    ]
+    if "chat_history" in job.input:
+        # A stateless turn: the client's history is the conversation; its ephemeral thread has only this turn.
+        history = list(job.input["chat_history"])
+    else:
+        history = [
+            {"role": m.role, "content": m.content}
+            for m in message_list(thread=job.thread)
+            .exclude(pk=job.input.get("message"))
+            .filter(created_at__lte=job.created_at)
+        ]
     return agent_class, AgentRun(
         tenant_id=job.tenant_id,
         thread_id=job.thread_id,
@@ -186,7 +190,24 @@ def build_run(job: Job, should_stop: Any) -> tuple[type[AgentClass], AgentRun]:
         user_id=job.created_by_id,
         should_stop=should_stop,
         resume=_resume_of(job),
+        client_config=_client_config_of(job),
     )
+
+
+def _client_config_of(job: Job) -> ClientConfig | None:
+    """The request's own model credentials, opened from the cache (jobs.credentials); ProviderError when they are
+    gone, rather than running the job on the operator's provider instead of the one the client asked for."""
+    if not job.input.get("client_config"):
+        return None
+    config = credentials.client_config_open(job_id=job.id)
+    if config is None:
+        raise ProviderError(
+            "The job's client_config is no longer available (it is kept for JOBS_CLIENT_CONFIG_TTL_SECONDS while "
+            "the job waits for a worker); send the request again.",
+            status=410,
+            type_slug="client-config-unavailable",
+        )
+    return config
 
 
 def _resume_of(job: Job) -> Resume | None:

@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import QuerySet, Subquery
+from django.db.models import Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from aihub.api.problems import not_found
@@ -80,7 +80,8 @@ async def job_wait(*, job: Job, timeout: float) -> bool:
 
 
 def job_list(*, principal: Principal) -> QuerySet[Job]:
-    """Jobs of the tenant on threads the caller can see, newest first; with aihub.admin.jobs, every job.
+    """Jobs of the tenant on threads the caller can see (and its own stateless turns), newest first; with
+    aihub.admin.jobs, every job.
 
     Without aihub.user.jobs the caller sees none, whichever threads it can see.
     """
@@ -89,7 +90,11 @@ def job_list(*, principal: Principal) -> QuerySet[Job]:
         return jobs
     if not principal.can("user", "jobs"):
         return jobs.none()
-    return jobs.filter(thread__in=thread_list(principal=principal).values("pk"))
+    # A stateless turn's job is its creator's: its ephemeral thread is on no one's list (jobs.turns).
+    return jobs.filter(
+        Q(thread__in=thread_list(principal=principal).values("pk"))
+        | Q(thread__ephemeral=True, created_by=principal.user)
+    )
 
 
 def job_get(*, principal: Principal, job_id: uuid.UUID | str) -> Job:

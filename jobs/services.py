@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.cache import cache
@@ -23,12 +24,15 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from agents.models import Agent
 from agents.providers import DEFAULT_MODEL
+from agents.providers.base import CLIENT_CONFIG_PROVIDER, ClientConfig
 from agents.registry import get_agent_class
 from agents.runtime import RESPONSE_ACTIONS
+from aihub import outbound
 from aihub.api.problems import Conflict, problem
 from aihub.celery import broker_run_id, task_send
+from aihub.conf import aihub_settings
+from jobs import credentials, turns, webhooks
 from jobs import usage as accounting
-from jobs import webhooks
 from jobs.models import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
@@ -123,10 +127,18 @@ def job_submit(
     expires_at: datetime | None = None,
     job_id: uuid.UUID | None = None,
     webhook: str = "",
+    chat_history: list[dict[str, Any]] | None = None,
+    store_thread: bool = False,
+    client_config: ClientConfig | None = None,
 ) -> tuple[Job, bool]:
     """Store the user's message and a queued job for it; returns (job, created).
 
     ``webhook``: a URL the job's final state is POSTed to (jobs.webhooks), checked here against the allowlist.
+
+    ``chat_history``: a stateless turn (jobs.turns): the client's own history instead of a thread's, run on an
+    ephemeral thread, or with ``store_thread`` stored as a new thread's first messages. ``client_config``: the
+    request's own model endpoint and key for this job only (jobs.credentials), its base URL checked against
+    CLIENT_CONFIG_URL_ALLOWLIST; the caller's permission to bring one is the adapter's to check.
 
     With an idempotency key already used by this user in this tenant, the earlier job is returned and nothing
     is written. So too with a client-chosen ``job_id`` that this user already used for this agent; the same id
@@ -140,6 +152,14 @@ def job_submit(
         raise ValidationError({"thread": "The thread belongs to another tenant than the agent."})
     if webhook:
         webhooks.webhook_check(webhook)
+    if chat_history is not None:
+        if thread is not None:
+            raise ValidationError({"chat_history": "Give chat_history or thread, not both: a thread has its own."})
+        chat_history = turns.chat_history_checked(history=chat_history, tenant_id=agent.tenant_id, user=user)
+    elif store_thread:
+        raise ValidationError({"store_thread": "Only with chat_history."})
+    if client_config is not None:
+        client_config_check(client_config)
     try:
         job = _submit(
             agent=agent,
@@ -153,6 +173,9 @@ def job_submit(
             expires_at=expires_at,
             job_id=job_id,
             webhook=webhook,
+            chat_history=chat_history,
+            store_thread=store_thread,
+            client_config=client_config,
         )
     except _AlreadySubmitted as taken:
         return taken.job, False
@@ -180,14 +203,23 @@ def _submit(
     expires_at: datetime | None,
     job_id: uuid.UUID | None = None,
     webhook: str = "",
+    chat_history: list[dict[str, Any]] | None = None,
+    store_thread: bool = False,
+    client_config: ClientConfig | None = None,
 ) -> Job:
     if not agent.enabled:
         raise Conflict(f"Agent {agent.slug!r} is disabled.")
     blocks = validate_content(content)
     if thread is None:
         thread = thread_services.thread_create(
-            tenant=agent.tenant, created_by=user, title=text_of(blocks)[:80], agent_ids=[agent.id]
+            tenant=agent.tenant,
+            created_by=user,
+            title=text_of(blocks)[:80],
+            agent_ids=[agent.id],
+            ephemeral=chat_history is not None and not store_thread,
         )
+        if chat_history and store_thread:
+            _history_store(thread=thread, agent=agent, user=user, history=chat_history)
     _lock_thread(thread.pk)
     locked = thread  # its counter is read by the write that reserves the numbers, not from this instance
     # Again under the lock: a retry of the same request to the same thread waited here for the first one, which
@@ -204,6 +236,19 @@ def _submit(
             job_cancel(job=other, mode=CancelMode.IMMEDIATE)
 
     message_id = uuid.uuid4()
+    given: dict[str, Any] = {
+        "message": str(message_id),
+        "content": blocks,
+        "additional_instructions": additional_instructions,
+        "context": context,
+    }
+    if chat_history is not None:
+        given["supplied_history"] = True
+        if not store_thread:
+            # Read by the runner in place of the thread's messages; dropped from the row when the job ends.
+            given["chat_history"] = chat_history
+    if client_config is not None:
+        given["client_config"] = True  # only that there is one: the credentials travel sealed (jobs.credentials)
     job = Job.objects.create(
         id=job_id or uuid.uuid4(),
         tenant_id=agent.tenant_id,
@@ -211,17 +256,12 @@ def _submit(
         agent=agent,
         agent_version=agent.version,
         created_by=user,
-        input={
-            "message": str(message_id),
-            "content": blocks,
-            "additional_instructions": additional_instructions,
-            "context": context,
-        },
+        input=given,
         idempotency_key=idempotency_key,
         expires_at=expires_at,
         webhook=webhook,
         max_attempts=settings.JOBS_MAX_ATTEMPTS,
-        model=_model_of(agent),
+        model=_model_of(agent, client_config=client_config is not None),
     )
     # Refused over a usage limit, the 429 undoes everything above (the thread too, when this made it).
     job.usage_warnings = tuple(
@@ -237,16 +277,54 @@ def _submit(
         followed_by=[_job_event(job, EventType.JOB_QUEUED)],
     )
     job.first_event_id = locked.last_sequence
+    if client_config is not None:
+        # Last before the commit, so that a cache that refuses it undoes the submission; the task goes out after.
+        credentials.client_config_seal(job_id=job.id, config=client_config)
     transaction.on_commit(partial(_enqueue, job.id))
     return job
 
 
-def _model_of(agent: Agent) -> str:
-    """The model a job of ``agent`` is accounted to: the one its version names (the default for model classes)."""
-    if agent.model:
-        return agent.model
-    agent_class = get_agent_class(agent.class_name)
-    return DEFAULT_MODEL if agent_class is not None and agent_class.needs_model else ""
+def _history_store(*, thread: Thread, agent: Agent, user: User, history: list[dict[str, Any]]) -> None:
+    """A supplied history as a new thread's first messages (``store_thread``), its agent names kept in metadata."""
+    for message in history:
+        extra = {name: message[name] for name in ("agent", "caller_agent", "timestamp") if message.get(name)}
+        thread_services.message_create(
+            thread=thread,
+            role=message["role"],
+            content=message["content"],
+            author=user if message["role"] == MessageRole.USER else None,
+            agent_id=agent.id if message["role"] == MessageRole.ASSISTANT else None,
+            metadata={"supplied": extra} if extra else None,
+        )
+
+
+def client_config_check(config: ClientConfig) -> None:
+    """A ValidationError naming ``client_config.base_url`` unless it is under CLIENT_CONFIG_URL_ALLOWLIST (and,
+    unless OUTBOUND_ALLOW_PRIVATE_NETWORKS, on a public address). Never quotes the key or the headers."""
+    field = "client_config.base_url"
+    parts = urlsplit(config.base_url)
+    if parts.username is not None or parts.password is not None:
+        # The URL is not echoed: what it carries may be a credential.
+        raise ValidationError({field: "Credentials in the URL are not accepted; send the key as api_key."})
+    try:
+        outbound.check_outbound_url(config.base_url, allowlist=list(aihub_settings.CLIENT_CONFIG_URL_ALLOWLIST))
+    except outbound.OutboundURLError as exc:
+        raise ValidationError({field: str(exc)}) from None
+
+
+def _model_of(agent: Agent, *, client_config: bool = False) -> str:
+    """The model a job of ``agent`` is accounted to: the one its version names (the default for model classes).
+
+    With the request's own endpoint (client_config) it is ``client_config/<model>``: not the operator's model, so
+    neither its prices nor the limits on the operator's models apply to it.
+    """
+    model = agent.model
+    if not model:
+        agent_class = get_agent_class(agent.class_name)
+        model = DEFAULT_MODEL if agent_class is not None and agent_class.needs_model else ""
+    if client_config and model:
+        return f"{CLIENT_CONFIG_PROVIDER}/{model.partition('/')[2] or model}"
+    return model
 
 
 @transaction.atomic
@@ -425,6 +503,9 @@ def job_finish(
     changes.update(usage=priced, input_tokens=priced["input_tokens"], output_tokens=priced["output_tokens"], cost=cost)
     if error is not None:
         changes["error"] = error
+    if "chat_history" in (job.input or {}):
+        # A stateless turn's history was only needed to run it: it leaves the row as the job ends.
+        changes["input"] = {k: v for k, v in job.input.items() if k != "chat_history"}
     # A final job waits for nothing and will not resume (its request stays in the job.requires_action event).
     changes["pending_action"] = None
     changes["resume_state"] = None
@@ -440,6 +521,13 @@ def job_finish(
         data["output"] = job.output
     if job.error:
         data["error"] = job.error
+    if turns.is_stateless(job):
+        # The reply is written below, with this event: it is shown as it will be stored.
+        last = Message(pk=reply_id, role=MessageRole.ASSISTANT, content=reply, created_at=now) if reply else None
+        agent_slug = job.agent.slug if job.agent_id else None
+        data.update(turns.turn_summary(job, reply=turns.message_body(last, agent=agent_slug) if last else None))
+    if job.input.get("client_config"):
+        transaction.on_commit(partial(credentials.client_config_drop, job_id=job.pk))
     final = _job_event(job, _FINAL_EVENT[status], **data)
     if reply is not None:
         # The reply and the final event in one write: a follower sees the message, then the end.
@@ -649,7 +737,8 @@ def _broker_restarted() -> bool:
 def janitor_run(*, now: datetime | None = None) -> dict[str, int]:
     """Repair what workers left behind: retry or fail jobs whose heartbeat went stale, expire overdue jobs,
     re-send queued jobs whose task message was lost (all of them at once when the broker restarted), and purge
-    the results of ended jobs past their expiry and the retention period (JOBS_RESULT_RETENTION_SECONDS).
+    the results of ended jobs past their expiry and the retention period (JOBS_RESULT_RETENTION_SECONDS) and
+    what stateless turns left on their ephemeral threads (JOBS_STATELESS_RETENTION_SECONDS; counted as purged).
     Safe to run anywhere, any number of times."""
     now = now or timezone.now()
     counts = {"retried": 0, "failed": 0, "cancelled": 0, "expired": 0, "resent": 0, "purged": 0}
@@ -679,8 +768,33 @@ def janitor_run(*, now: datetime | None = None) -> dict[str, int]:
     ):
         job_start_next(thread_id=thread_id)
         counts["resent"] += 1
-    counts["purged"] = job_results_purge(now=now)
+    counts["purged"] = job_results_purge(now=now) + stateless_turns_purge(now=now)
     return counts
+
+
+def stateless_turns_purge(*, now: datetime) -> int:
+    """Purge stateless turns (jobs.turns) that ended JOBS_STATELESS_RETENTION_SECONDS ago: their ephemeral
+    thread's messages, events and title, the job's input and output, and its artifacts; returns how many.
+
+    The job row stays, with its usage and cost, for accounting (and ``results_purged_at`` says when); the files
+    uploaded or fetched with the request stay the caller's files, like any other upload.
+    """
+    due = Job.objects.filter(
+        thread__ephemeral=True,
+        status__in=FINAL_STATUSES,
+        finished_at__lt=now - timedelta(seconds=settings.JOBS_STATELESS_RETENTION_SECONDS),
+        results_purged_at__isnull=True,
+    )
+    purged = 0
+    while batch := list(due.order_by("finished_at").values_list("pk", "thread_id")[:500]):
+        job_ids, thread_ids = [pk for pk, _ in batch], [thread_id for _, thread_id in batch]
+        with transaction.atomic():
+            thread_services.ephemeral_threads_empty(thread_ids=thread_ids)
+            Artifact.objects.filter(job_id__in=job_ids).delete()
+            purged += due.filter(pk__in=job_ids).update(
+                input={"supplied_history": True}, output={}, resume_state=None, results_purged_at=now
+            )
+    return purged
 
 
 def job_results_purge(*, now: datetime) -> int:
@@ -696,7 +810,7 @@ def job_results_purge(*, now: datetime) -> int:
         return 0
     due = Job.objects.filter(
         status__in=FINAL_STATUSES, expires_at__lt=now - timedelta(seconds=retention), results_purged_at__isnull=True
-    )
+    ).exclude(thread__ephemeral=True)  # stateless turns are purged whole, by stateless_turns_purge
     purged = 0
     # In batches, so a first run over a long history neither holds one huge transaction nor loads every id.
     while job_ids := list(due.order_by("expires_at").values_list("pk", flat=True)[:500]):

@@ -219,6 +219,7 @@ def _message_create(principal: Principal, thread_id: Any, body: Frame) -> Frame:
         thread=thread,
         user=principal.user,
         idempotency_key=str(idempotency_key) if idempotency_key else None,
+        principal=principal,
     )
     return {"type": "message.accepted", "created": created, "job": JobSerializer(job).data}
 

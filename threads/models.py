@@ -23,6 +23,9 @@ class Thread(models.Model):
     )
     metadata = models.JSONField(default=dict, blank=True)
     state = models.JSONField(default=dict, blank=True)
+    # A stateless turn's thread (a message that brought its own chat_history): hidden from every list and lookup,
+    # and its messages and events purged by the janitor JOBS_STATELESS_RETENTION_SECONDS after its job ended.
+    ephemeral = models.BooleanField(default=False, editable=False)
     # The last sequence number handed out to this thread's events; see services.events_append.
     last_sequence = models.BigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)

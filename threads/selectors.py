@@ -17,8 +17,13 @@ if TYPE_CHECKING:
 
 def thread_list(*, principal: Principal, agent_id: uuid.UUID | None = None) -> QuerySet[Thread]:
     """Threads of the tenant the caller takes part in, newest first; with aihub.admin.threads, every thread of
-    the tenant. ``agent_id`` narrows to threads that agent is a member of."""
-    threads = Thread.objects.filter(tenant=principal.tenant).select_related("created_by").order_by("-created_at")
+    the tenant. ``agent_id`` narrows to threads that agent is a member of. A stateless turn's ephemeral thread is
+    never among them: the client keeps that conversation, not the server."""
+    threads = (
+        Thread.objects.filter(tenant=principal.tenant, ephemeral=False)
+        .select_related("created_by")
+        .order_by("-created_at")
+    )
     if agent_id is not None:
         threads = threads.filter(Exists(ThreadMember.objects.filter(thread=OuterRef("pk"), agent_id=agent_id)))
     if principal.can("admin", "threads"):

@@ -123,13 +123,26 @@ def thread_create(
     title: str = "",
     metadata: dict[str, Any] | None = None,
     agent_ids: Iterable[uuid.UUID] = (),
+    ephemeral: bool = False,
 ) -> Thread:
-    thread = Thread.objects.create(tenant=tenant, created_by=created_by, title=title, metadata=metadata or {})
+    thread = Thread.objects.create(
+        tenant=tenant, created_by=created_by, title=title, metadata=metadata or {}, ephemeral=ephemeral
+    )
     if created_by is not None:
         ThreadMember.objects.create(thread=thread, user=created_by)
     for agent_id in dict.fromkeys(agent_ids):
         ThreadMember.objects.create(thread=thread, agent_id=agent_id)
     return thread
+
+
+@transaction.atomic
+def ephemeral_threads_empty(*, thread_ids: Iterable[uuid.UUID]) -> None:
+    """Delete what stateless turns' ephemeral threads hold (messages, events, title, metadata, state); the rows
+    stay for the jobs that ran on them. Threads that are not ephemeral are left alone."""
+    ids = list(Thread.objects.filter(pk__in=list(thread_ids), ephemeral=True).values_list("pk", flat=True))
+    Message.objects.filter(thread_id__in=ids).delete()
+    Event.objects.filter(thread_id__in=ids).delete()
+    Thread.objects.filter(pk__in=ids).update(title="", metadata={}, state={})
 
 
 @transaction.atomic

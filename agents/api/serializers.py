@@ -201,6 +201,36 @@ class ToolResultSerializer(serializers.Serializer):
             request_only=True,
             value={"content": "Hello, who are you?", "job_id": JOB_EXAMPLE["id"]},
         ),
+        OpenApiExample(
+            "A stateless turn: your own history, nothing kept",
+            request_only=True,
+            value={
+                "content": "And in French?",
+                "chat_history": [
+                    {"role": "user", "content": "Say hello.", "agent": "support-bot", "caller_agent": None},
+                    {
+                        "role": "assistant",
+                        "content": [{"type": "text", "text": "Hello!"}],
+                        "agent": "support-bot",
+                        "caller_agent": None,
+                        "timestamp": "2025-01-01T12:00:00Z",
+                    },
+                ],
+            },
+        ),
+        OpenApiExample(
+            "With your own model endpoint and key (needs aihub.user.client-config)",
+            request_only=True,
+            value={
+                "content": "Hello, who are you?",
+                "chat_history": [],
+                "client_config": {
+                    "base_url": "https://llm.example.com/v1",
+                    "api_key": "sk-your-own-key",
+                    "default_headers": {"OpenAI-Organization": "org-example"},
+                },
+            },
+        ),
     ]
 )
 class AgentMessageSerializer(MessageSubmitSerializer):

@@ -13,7 +13,13 @@ from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from django.http.response import HttpResponseBase
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
 from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -33,7 +39,14 @@ from aihub.api.problems import PROBLEM_CONTENT_TYPE, service_errors
 from aihub.api.schema import ProblemSerializer
 from aihub.db import db_call
 from jobs.api import submission
-from jobs.api.serializers import QUEUED_JOB_EXAMPLE, JobSummarySerializer
+from jobs.api.serializers import (
+    JOB_EXAMPLE,
+    QUEUED_JOB_EXAMPLE,
+    STATELESS_TURN_EXAMPLE,
+    JobSummarySerializer,
+    StatelessTurnSerializer,
+    job_answer_body,
+)
 from threads import selectors as thread_selectors
 from threads.sse import EventStreamAccepted
 
@@ -282,8 +295,17 @@ class AgentMessagesView(AsyncTenantApiView):
                 examples=[OpenApiExample("Queued", value=QUEUED_JOB_EXAMPLE, status_codes=["202"])],
             ),
             200: OpenApiResponse(
-                JobSummarySerializer,
-                description=f"With `wait=true`: the job, ended. {submission.RETRIED_DESCRIPTION}",
+                PolymorphicProxySerializer(
+                    component_name="AgentMessageAnswer",
+                    serializers=[JobSummarySerializer, StatelessTurnSerializer],
+                    resource_type_field_name=None,
+                ),
+                description=f"With `wait=true`: the job, ended. {submission.RETRIED_DESCRIPTION} A stateless turn "
+                "(`chat_history` given) adds `new_messages`, `file_ids_map` and `cost`.",
+                examples=[
+                    OpenApiExample("Ended", value=JOB_EXAMPLE, status_codes=["200"]),
+                    OpenApiExample("A stateless turn, ended", value=STATELESS_TURN_EXAMPLE, status_codes=["200"]),
+                ],
             ),
             **submission.STREAMED_RESPONSE,
             **submission.SUBMIT_CONFLICT_RESPONSE,
@@ -291,11 +313,14 @@ class AgentMessagesView(AsyncTenantApiView):
         summary="Talk to one agent",
         description="Stores the message on the given thread (or a new one) and starts a job of this agent. "
         "Answers 202 with the job; with `wait=true`, 200 with the result once it ends; with `stream=true`, the "
-        "job's server-sent events until it ends.",
+        "job's server-sent events until it ends. With `chat_history` instead of `thread` the turn is stateless: "
+        "the agent sees your history, nothing of it is kept (see the field), and the answer and the final event "
+        "add `new_messages`, `file_ids_map` and `cost`. `client_config` sends this job's model calls to your own "
+        "endpoint with your key (needs `aihub.user.client-config`).",
     )
     async def post(self, request: Request, tenant: str, slug: str) -> HttpResponseBase:
         submitted = await db_call(self._submit, request, slug)
-        return await submission.answer_submitted(submitted, body=lambda job: JobSummarySerializer(job).data)
+        return await submission.answer_submitted(submitted, body=job_answer_body)
 
     def _submit(self, request: Request, slug: str) -> submission.Submitted:
         agent = selectors.agent_get(principal=self.principal, slug=slug)
@@ -308,7 +333,7 @@ class AgentMessagesView(AsyncTenantApiView):
         if body["thread"] is not None:
             thread = thread_selectors.thread_get(principal=self.principal, thread_id=body["thread"])
         job, created = submission.submit_message(
-            body, agent=agent, thread=thread, user=caller(request), idempotency_key=key
+            body, agent=agent, thread=thread, user=caller(request), idempotency_key=key, principal=self.principal
         )
         return submission.Submitted(job, created, query)
 

@@ -30,7 +30,7 @@ class ChatAgent(AgentClass):
 
     def execute(self) -> Iterator[AgentOutput]:
         config: ChatConfig = self.config
-        provider, model = provider_for(self.run.model)
+        provider, model = provider_for(self.run.model, client_config=self.run.client_config)
         parameters = {k: v for k, v in (("temperature", config.temperature), ("max_tokens", config.max_tokens)) if v}
         messages = chat_messages(self.run, history_window=config.history_window, vision=config.vision)
         if config.memory:

@@ -54,7 +54,7 @@ class RagAgent(AgentClass):
         except SearchError as exc:
             hits, error = [], str(exc)
         yield Emit("retrieval.completed", retrieval_event(question, hits, **({"error": error} if error else {})))
-        provider, model = provider_for(self.run.model)
+        provider, model = provider_for(self.run.model, client_config=self.run.client_config)
         messages = chat_messages(self.run, history_window=config.history_window)
         system = "\n\n".join(
             part for part in (self.run.system_prompt, RAG_INSTRUCTIONS, self.run.additional_instructions) if part

@@ -42,7 +42,7 @@ class ToolsAgent(AgentClass):
 
     def execute(self) -> Iterator[AgentOutput]:
         config: ToolsConfig = self.config
-        provider, model = provider_for(self.run.model)
+        provider, model = provider_for(self.run.model, client_config=self.run.client_config)
         tools = [t for name in self._tool_names() if (t := get_tool(name)) is not None]
         # An agent with handoff edges is offered transfer_to_agent too, built from its edges (agents.handoffs).
         self._transfer = handoff_tool(agent_id=self.run.agent_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agents.providers.base import ChatProvider, ProviderError
+from agents.providers.base import ChatProvider, ClientConfig, ProviderError
 from agents.providers.offline import OFFLINE_MODEL, OfflineProvider
 
 OFFLINE_PROVIDER = "offline"
@@ -16,11 +16,19 @@ def split_model_id(model_id: str) -> tuple[str, str]:
     return provider, model
 
 
-def provider_for(model_id: str) -> tuple[ChatProvider, str]:
-    """The provider and the provider's own model name for a model id, or ProviderError."""
+def provider_for(model_id: str, *, client_config: ClientConfig | None = None) -> tuple[ChatProvider, str]:
+    """The provider and the provider's own model name for a model id, or ProviderError.
+
+    With the request's ``client_config``, the model name goes to the client's endpoint with the client's key
+    instead of to the operator's provider (the provider part of the id then only names nothing).
+    """
     from agents.models import ModelProvider, ProviderKind
 
     provider_name, model = split_model_id(model_id)
+    if client_config is not None:
+        from agents.providers.openai import OpenAIProvider
+
+        return OpenAIProvider.from_client_config(client_config), model
     if provider_name == OFFLINE_PROVIDER:
         return OfflineProvider(), model
     row = ModelProvider.objects.filter(name=provider_name, enabled=True).first()

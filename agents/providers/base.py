@@ -43,6 +43,26 @@ class Finished:
 StreamItem = TextDelta | ToolCall | Usage | Finished
 
 
+CLIENT_CONFIG_PROVIDER = "client_config"
+"""How errors and usage name the endpoint a request brought (``client_config``) in place of a provider."""
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Model credentials a request brought for its own job (``client_config``): an OpenAI-compatible endpoint
+    used instead of the operator's provider. Held in memory for the run only; never stored, logged or shown, so
+    the key and the headers stay out of ``repr`` too (tracebacks and debug logs print it)."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    default_headers: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What must never appear in an error message: the key and every header value."""
+        return (self.api_key, *self.default_headers.values())
+
+
 class ProviderError(Exception):
     """A provider failed in a way the job reports (timeouts, refusals, malformed answers)."""
 

@@ -24,7 +24,17 @@ from urllib.parse import urlsplit
 import openai
 from openai._legacy_response import HttpxBinaryResponseContent
 
-from agents.providers.base import ChatRequest, Finished, ProviderError, StreamItem, TextDelta, ToolCall, Usage
+from agents.providers.base import (
+    CLIENT_CONFIG_PROVIDER,
+    ChatRequest,
+    ClientConfig,
+    Finished,
+    ProviderError,
+    StreamItem,
+    TextDelta,
+    ToolCall,
+    Usage,
+)
 
 if TYPE_CHECKING:
     from openai import Stream
@@ -72,12 +82,30 @@ class _PartialToolCall:
     arguments: list[str] = field(default_factory=list)
 
 
+CLIENT_CONFIG_TIMEOUT_SECONDS = 60.0
+CLIENT_CONFIG_MAX_RETRIES = 1
+
+
 class OpenAIProvider:
-    def __init__(self, *, name: str, client: openai.OpenAI, api_key: str = "") -> None:
+    def __init__(self, *, name: str, client: openai.OpenAI, api_key: str = "", secrets: tuple[str, ...] = ()) -> None:
         self.name = name
         self.client = client
-        # Kept only to scrub it from anything the provider echoes back into an error message.
-        self._api_key = api_key
+        # Kept only to scrub them from anything the provider echoes back into an error message.
+        self._secrets = tuple(secret for secret in (api_key, *secrets) if secret and len(secret) >= 4)
+
+    @classmethod
+    def from_client_config(cls, config: ClientConfig) -> OpenAIProvider:
+        """A provider for a request's own credentials. A client of its own, not the per-process cache of
+        ``_client``: the key must not outlive the job in this process's memory."""
+        base_url = checked_base_url(config.base_url, provider=CLIENT_CONFIG_PROVIDER)
+        client = openai.OpenAI(
+            base_url=base_url,
+            api_key=config.api_key,
+            default_headers=dict(config.default_headers) or None,
+            timeout=CLIENT_CONFIG_TIMEOUT_SECONDS,
+            max_retries=CLIENT_CONFIG_MAX_RETRIES,
+        )
+        return cls(name=CLIENT_CONFIG_PROVIDER, client=client, secrets=config.secrets)
 
     @classmethod
     def from_row(cls, row: ModelProvider) -> OpenAIProvider:
@@ -309,8 +337,8 @@ class OpenAIProvider:
         return self._scrub(text.strip() or exc.response.reason_phrase or "no message")
 
     def _scrub(self, text: str) -> str:
-        if self._api_key and len(self._api_key) >= 4:
-            text = text.replace(self._api_key, "[redacted]")
+        for secret in self._secrets:
+            text = text.replace(secret, "[redacted]")
         text = " ".join(text.split())
         return text if len(text) <= _MAX_MESSAGE_CHARS else text[: _MAX_MESSAGE_CHARS - 1] + "…"
 

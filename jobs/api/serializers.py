@@ -8,6 +8,7 @@ from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_sc
 from rest_framework import serializers
 
 from aihub.access.api.serializers import StrictSerializer
+from jobs import turns
 from jobs.api.submission import ExpirySerializer, MessageSubmitSerializer, agent_field, thread_field
 from jobs.models import Artifact, ArtifactKind, CancelMode, Job, JobStatus
 from jobs.services import artifact_content_url
@@ -76,6 +77,97 @@ class JobSummarySerializer(serializers.ModelSerializer):
     def get_input_message(self, job: Job) -> str | None:
         message = (job.input or {}).get("message")
         return str(message) if message else None
+
+
+TURN_MESSAGE_EXAMPLE: dict[str, Any] = {
+    "id": "3c4d5e6f-3333-4a1b-8c2d-3e4f5a6b7c8d",
+    "role": "assistant",
+    "content": [{"type": "text", "text": "Hello! How can I help?"}],
+    "agent": "support-bot",
+    "caller_agent": None,
+    "timestamp": "2025-01-01T12:00:00.410000Z",
+}
+
+STATELESS_TURN_EXAMPLE: dict[str, Any] = {
+    **JOB_EXAMPLE,
+    "new_messages": [
+        {
+            **TURN_MESSAGE_EXAMPLE,
+            "id": JOB_EXAMPLE["input_message"],
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What does the attached file say?"},
+                {
+                    "type": "file",
+                    "file_id": "5b0e4c52-9d0a-4c6e-8f43-3f3b8f7e2a10",
+                    "name": "terms.pdf",
+                    "media_type": "application/pdf",
+                },
+            ],
+            "timestamp": "2025-01-01T12:00:00Z",
+        },
+        TURN_MESSAGE_EXAMPLE,
+    ],
+    "file_ids_map": {"terms.pdf": "5b0e4c52-9d0a-4c6e-8f43-3f3b8f7e2a10"},
+    "cost": 0.0000072,
+}
+
+
+class TurnMessageSerializer(serializers.Serializer):
+    """A message a turn added, in chat_history's shape (append it to the history you keep)."""
+
+    id = serializers.UUIDField()
+    role = serializers.CharField()
+    content = serializers.JSONField(help_text="Content blocks.")
+    agent = serializers.CharField(allow_null=True)
+    caller_agent = serializers.CharField(allow_null=True)
+    timestamp = serializers.DateTimeField()
+
+
+@extend_schema_serializer(
+    examples=[OpenApiExample("A stateless turn, ended", value=STATELESS_TURN_EXAMPLE, response_only=True)]
+)
+class StatelessTurnSerializer(JobSummarySerializer):
+    """A stateless turn's job (a message with chat_history): the job, and what the turn added. The job's final
+    event carries the same ``new_messages``, ``file_ids_map`` and ``cost`` in its data."""
+
+    new_messages = serializers.SerializerMethodField(
+        help_text="What this turn added, oldest first: your message, then the agent's replies."
+    )
+    file_ids_map = serializers.SerializerMethodField(
+        help_text="File name → stored file id for every file uploaded or fetched (file_urls) with the request."
+    )
+    cost = serializers.SerializerMethodField(
+        help_text="The turn's cost in the usage's currency; null where prices are unknown (an unpriced model, or "
+        "your own client_config endpoint)."
+    )
+
+    class Meta(JobSummarySerializer.Meta):
+        fields = [*JobSummarySerializer.Meta.fields, "new_messages", "file_ids_map", "cost"]
+        read_only_fields = fields
+
+    def to_representation(self, instance: Job) -> dict[str, Any]:
+        # One read of the turn's messages for all three fields.
+        self._summary = turns.turn_summary(instance)
+        return super().to_representation(instance)
+
+    @extend_schema_field(TurnMessageSerializer(many=True))
+    def get_new_messages(self, job: Job) -> list[dict[str, Any]]:
+        return list(self._summary["new_messages"])
+
+    @extend_schema_field({"type": "object", "additionalProperties": {"type": "string", "format": "uuid"}})
+    def get_file_ids_map(self, job: Job) -> dict[str, str]:
+        return dict(self._summary["file_ids_map"])
+
+    @extend_schema_field({"type": "number", "nullable": True})
+    def get_cost(self, job: Job) -> float | None:
+        cost = self._summary["cost"]
+        return float(cost) if cost is not None else None
+
+
+def job_answer_body(job: Job) -> Any:
+    """How a message route shows the job it started: with the turn's messages for a stateless turn."""
+    return (StatelessTurnSerializer if turns.is_stateless(job) else JobSummarySerializer)(job).data
 
 
 QUEUED_JOB_EXAMPLE: dict[str, Any] = {

@@ -9,10 +9,11 @@ rest lives here so that a fix or a new field reaches all three at once.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.utils import timezone
@@ -23,6 +24,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agents.models import Agent
+from agents.providers.base import ClientConfig
 from aihub.access.api.serializers import StrictSerializer
 from aihub.api.problems import PROBLEM_CONTENT_TYPE
 from aihub.api.schema import ProblemSerializer, openapi_30_schema
@@ -33,6 +35,9 @@ from jobs.selectors import JOB_WAIT_MAX_SECONDS, job_wait
 from threads.content import content_adapter, validate_content
 from threads.models import Thread
 from threads.sse import CANCEL_ON_DISCONNECT_HELP, STREAM_EXAMPLE, STREAM_SCHEMA, job_stream_response
+
+if TYPE_CHECKING:
+    from aihub.access.principal import Principal
 
 # --- The Idempotency-Key header ---------------------------------------------------------------------------------
 
@@ -155,9 +160,84 @@ class AttachmentSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class ChatHistoryMessageSerializer(serializers.Serializer):
+    """One message of a supplied ``chat_history`` (documentation: jobs.turns checks it, naming each field)."""
+
+    role = serializers.ChoiceField(choices=["user", "assistant", "system", "tool"])
+    content = ContentField(help_text="A string, or content blocks as a thread's messages have them.")
+    agent = serializers.CharField(
+        required=False, allow_null=True, help_text="The agent that wrote it (or, for a user's message, was asked)."
+    )
+    caller_agent = serializers.CharField(
+        required=False, allow_null=True, help_text="The agent that called `agent`, in a multi-agent conversation."
+    )
+    timestamp = serializers.DateTimeField(required=False, allow_null=True)
+
+
+@extend_schema_field(ChatHistoryMessageSerializer(many=True))
+class ChatHistoryField(serializers.JSONField):
+    """Parsed as JSON and checked by the service (jobs.turns.chat_history_checked), which names each field."""
+
+
+CHAT_HISTORY_HELP = (
+    "A stateless turn: the conversation so far, oldest first, kept by the client instead of a thread. The agent "
+    "sees it as a thread's history; the turn runs on an ephemeral thread that is never listed and is purged "
+    "JOBS_STATELESS_RETENTION_SECONDS after the job ends (the history itself leaves the job's row as it ends). "
+    "The answer (wait=true, and the final stream event) adds `new_messages`, `file_ids_map` and `cost`. Bounded "
+    "by JOBS_CHAT_HISTORY_MAX_MESSAGES and JOBS_CHAT_HISTORY_MAX_BYTES; not with `thread`."
+)
+
+HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$"
+
+
+class ClientConfigSerializer(serializers.Serializer):
+    """The request's own OpenAI-compatible endpoint for this job's model calls. Never stored, logged or shown."""
+
+    base_url = serializers.CharField(
+        max_length=2000, help_text="Must start with a prefix of the operator's AIHUB_CLIENT_CONFIG_URL_ALLOWLIST."
+    )
+    api_key = serializers.CharField(max_length=4096, write_only=True, trim_whitespace=True)
+    default_headers = serializers.DictField(
+        child=serializers.CharField(max_length=4096, allow_blank=True),
+        required=False,
+        default=dict,
+        help_text="Sent with every model call of the job (kept secret like the key).",
+    )
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict) and (unknown := set(data) - set(self.fields)):
+            raise serializers.ValidationError({name: "Unknown field." for name in sorted(unknown)})
+        return super().to_internal_value(data)
+
+    def validate_default_headers(self, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 20:
+            raise serializers.ValidationError("At most 20 headers.")
+        for name, header in value.items():
+            # The value is never quoted back: it may be a credential.
+            if not re.match(HEADER_NAME, name) or any(c in header for c in "\r\n\x00"):
+                raise serializers.ValidationError(f"Header {name[:100]!r} is not a valid header name and value.")
+        return value
+
+
+CLIENT_CONFIG_RESOURCE = "client-config"
+"""The permission rule's resource: ``aihub.user.client-config`` lets a caller bring its own model credentials."""
+
+
+def client_config_allowed(principal: Principal) -> bool:
+    """Whether the caller may send ``client_config``: only by a rule that names the resource itself.
+
+    Off by default: the default roles' ``aihub.user.>`` and ``aihub.admin.>`` do not grant it (sending a
+    tenant's jobs to any endpoint with any key is a decision an operator makes on purpose), so a role needs the
+    rule ``aihub.user.client-config`` (or ``aihub.admin.client-config``) by name; the tenant's ceiling still
+    applies.
+    """
+    named = any(rule.split(".")[2:3] == [CLIENT_CONFIG_RESOURCE] for rule in principal.rules)
+    return named and principal.can("user", CLIENT_CONFIG_RESOURCE)
+
+
 class MessageSubmitSerializer(StrictSerializer):
     """The fields every job-starting route takes: the content, attachments, file_urls, busy,
-    additional_instructions, context, job_id.
+    additional_instructions, context, job_id, chat_history (with store_thread) and client_config.
 
     ``content_field`` names the content in the body (the jobs route calls it ``input``); validated data always
     has it as ``content``, the name job_submit takes.
@@ -199,6 +279,22 @@ class MessageSubmitSerializer(StrictSerializer):
         help_text="A URL the job's final state is POSTed to, signed with HMAC-SHA256 (X-Aihub-Signature over "
         "X-Aihub-Timestamp and the body) and retried with backoff; only under the operator's "
         "AIHUB_WEBHOOK_URL_ALLOWLIST. Attempts: GET jobs/{id}/webhook-deliveries.",
+    )
+
+    chat_history = ChatHistoryField(required=False, default=None, allow_null=True, help_text=CHAT_HISTORY_HELP)
+    store_thread = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="With chat_history: store it as a new thread's first messages and run the turn there (a normal, "
+        "listed thread to continue on) instead of on an ephemeral one.",
+    )
+    client_config = ClientConfigSerializer(
+        required=False,
+        default=None,
+        allow_null=True,
+        help_text="This job's model calls go to this OpenAI-compatible endpoint with this key instead of the "
+        "operator's provider. Needs the rule `aihub.user.client-config` (granted by no default role); the key is "
+        "sealed for the worker and deleted when the job ends, never stored, logged or shown.",
     )
 
     def get_fields(self) -> dict[str, serializers.Field]:
@@ -330,9 +426,30 @@ def wait_query(request: Request) -> dict[str, Any]:
 
 
 def submit_message(
-    body: dict[str, Any], *, agent: Agent, thread: Thread | None, user: Any, idempotency_key: str | None
+    body: dict[str, Any],
+    *,
+    agent: Agent,
+    thread: Thread | None,
+    user: Any,
+    idempotency_key: str | None,
+    principal: Principal,
 ) -> tuple[Job, bool]:
     """Start the job for a parsed MessageSubmitSerializer body; returns (job, created) like job_submit."""
+    config = body.get("client_config")
+    if config is not None and not client_config_allowed(principal):
+        raise exceptions.PermissionDenied(
+            "Your roles do not allow client_config (bringing your own model credentials): it needs the rule "
+            f"aihub.user.{CLIENT_CONFIG_RESOURCE}."
+        )
+    extra: dict[str, Any] = {}
+    if body.get("chat_history") is not None:
+        extra.update(chat_history=body["chat_history"], store_thread=body.get("store_thread", False))
+    elif body.get("store_thread"):
+        extra["store_thread"] = True
+    if config is not None:
+        extra["client_config"] = ClientConfig(
+            base_url=config["base_url"], api_key=config["api_key"], default_headers=config["default_headers"]
+        )
     return job_submit_with_attachments(
         agent=agent,
         user=user,
@@ -347,6 +464,7 @@ def submit_message(
         expires_at=body.get("expires_at"),
         job_id=body["job_id"],
         webhook=body.get("webhook", ""),
+        **extra,
     )
 
 

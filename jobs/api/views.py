@@ -109,7 +109,7 @@ class JobViewSet(TenantScopedViewSet):
         agent = agent_selectors.agent_get(principal=self.principal, slug=body["agent"])
         thread = thread_get(principal=self.principal, thread_id=body["thread"]) if body["thread"] else None
         job, created = submission.submit_message(
-            body, agent=agent, thread=thread, user=caller(request), idempotency_key=key
+            body, agent=agent, thread=thread, user=caller(request), idempotency_key=key, principal=self.principal
         )
         location = reverse("job-detail", kwargs={"tenant": tenant, "pk": job.pk})
         return submission.submitted_response(

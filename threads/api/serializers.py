@@ -210,6 +210,12 @@ class MessageCreateSerializer(ExpirySerializer, MessageSubmitSerializer):
 
     agent = agent_field(required=False, help_text="The agent to answer; optional when the thread has exactly one.")
 
+    def get_fields(self) -> dict[str, Any]:
+        # The thread is the history here: a supplied one (a stateless turn) belongs on the agents route.
+        fields = super().get_fields()
+        del fields["chat_history"], fields["store_thread"]
+        return fields
+
 
 _LINKS_EXAMPLE = {
     "job": f"/api/v1/acme/jobs/{JOB_EXAMPLE['id']}/",

@@ -261,7 +261,7 @@ class ThreadMessagesView(AsyncTenantApiView):
         data = _parsed(s.MessageCreateSerializer, request.data)
         agent = answering_agent(principal=self.principal, thread=thread, slug=data.get("agent"))
         job, created = submission.submit_message(
-            data, agent=agent, thread=thread, user=caller(request), idempotency_key=key
+            data, agent=agent, thread=thread, user=caller(request), idempotency_key=key, principal=self.principal
         )
         return submission.Submitted(job, created, query)
 
