@@ -74,6 +74,9 @@ RESPONSE_ACTIONS: dict[str, frozenset[str]] = {
     "tool_approval": frozenset({"approve", "reject", "tool_output"}),
     # {"type": "input", "prompt": "..."}: the agent asks the user for text.
     "input": frozenset({"text"}),
+    # {"type": "client_tool", "tool_call": {"id", "name", "arguments"}}: the model called a tool the client
+    # declared (AgentRun.client_tools); the client runs it and answers with its output.
+    "client_tool": frozenset({"tool_output", "reject"}),
 }
 """What a client may answer to each type of request."""
 
@@ -120,6 +123,9 @@ class AgentRun:
     publish_artifact: Callable[[Artifact], dict[str, Any]] | None = None
     # Set when the run continues after an ``AwaitInput`` was answered.
     resume: Resume | None = None
+    # Tools the client declared for this job (agents.tools.client_tools_validate): offered to the model by
+    # classes that call tools; a call to one pauses the run (``client_tool``) for the client to answer.
+    client_tools: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

@@ -186,6 +186,7 @@ def build_run(job: Job, should_stop: Any) -> tuple[type[AgentClass], AgentRun]:
         user_id=job.created_by_id,
         should_stop=should_stop,
         resume=_resume_of(job),
+        client_tools=job.input.get("client_tools", []),
     )
 
 

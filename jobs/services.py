@@ -21,10 +21,12 @@ from django.urls import reverse
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
+from agents.handoffs import TRANSFER_TOOL
 from agents.models import Agent
 from agents.providers import DEFAULT_MODEL
 from agents.registry import get_agent_class
 from agents.runtime import RESPONSE_ACTIONS
+from agents.tools import client_tools_validate
 from aihub.api.problems import Conflict, problem
 from aihub.celery import broker_run_id, task_send
 from jobs import usage as accounting
@@ -114,10 +116,13 @@ def job_submit(
     expires_at: datetime | None = None,
     job_id: uuid.UUID | None = None,
     webhook: str = "",
+    client_tools: Sequence[dict[str, Any]] = (),
 ) -> tuple[Job, bool]:
     """Store the user's message and a queued job for it; returns (job, created).
 
     ``webhook``: a URL the job's final state is POSTed to (jobs.webhooks), checked here against the allowlist.
+    ``client_tools``: tools the client runs itself (agents.tools.client_tools_validate, checked here against the
+    agent's own tools); a call to one pauses the job in requires_action until the client answers.
 
     With an idempotency key already used by this user in this tenant, the earlier job is returned and nothing
     is written. So too with a client-chosen ``job_id`` that this user already used for this agent; the same id
@@ -131,6 +136,8 @@ def job_submit(
         raise ValidationError({"thread": "The thread belongs to another tenant than the agent."})
     if webhook:
         webhooks.webhook_check(webhook)
+    reserved = [*agent.tools, TRANSFER_TOOL, "remember"]  # the agent's own tools are never shadowed
+    checked_tools = client_tools_validate(list(client_tools), reserved=reserved) if client_tools else []
     try:
         job = _submit(
             agent=agent,
@@ -144,6 +151,7 @@ def job_submit(
             expires_at=expires_at,
             job_id=job_id,
             webhook=webhook,
+            client_tools=checked_tools,
         )
     except _AlreadySubmitted as taken:
         return taken.job, False
@@ -171,6 +179,7 @@ def _submit(
     expires_at: datetime | None,
     job_id: uuid.UUID | None = None,
     webhook: str = "",
+    client_tools: list[dict[str, Any]] | None = None,
 ) -> Job:
     if not agent.enabled:
         raise Conflict(f"Agent {agent.slug!r} is disabled.")
@@ -207,6 +216,7 @@ def _submit(
             "content": blocks,
             "additional_instructions": additional_instructions,
             "context": context,
+            **({"client_tools": client_tools} if client_tools else {}),
         },
         idempotency_key=idempotency_key,
         expires_at=expires_at,

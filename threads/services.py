@@ -123,8 +123,12 @@ def thread_create(
     title: str = "",
     metadata: dict[str, Any] | None = None,
     agent_ids: Iterable[uuid.UUID] = (),
+    thread_id: uuid.UUID | None = None,
 ) -> Thread:
-    thread = Thread.objects.create(tenant=tenant, created_by=created_by, title=title, metadata=metadata or {})
+    """A new thread; ``thread_id`` when the caller names it (an IntegrityError when that id is taken)."""
+    thread = Thread.objects.create(
+        id=thread_id or uuid.uuid4(), tenant=tenant, created_by=created_by, title=title, metadata=metadata or {}
+    )
     if created_by is not None:
         ThreadMember.objects.create(thread=thread, user=created_by)
     for agent_id in dict.fromkeys(agent_ids):
