@@ -270,7 +270,8 @@ def post_run(
     server: dict[str, str], agent: str, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> tuple[list[BaseEvent], list[dict[str, str]]]:
     """POST the run and read the stream: the AG-UI events, and the frames they came in."""
-    stream = Stream(server["base"], f"/ag-ui/demo/{agent}", token=server["token"], body=body, headers=headers)
+    path = f"/ag-ui/{server.get('tenant', 'demo')}/{agent}"
+    stream = Stream(server["base"], path, token=server["token"], body=body, headers=headers)
     try:
         assert stream.response.status == 200, stream.response.read()
         frames = [frame for frame in stream.frames() if "data" in frame]
