@@ -3,8 +3,9 @@
 Run from the repository root: ``python bench/door_agui.py [--setups embedded,scaled] [--units 200] [--clients 1,8]``.
 
 For each setup (as bench/serving.py starts them: ``embedded`` daphne alone on SQLite, or ``scaled`` on PostgreSQL
-and Redis with ``--workers`` celery workers) one unit posts a 50-word message to an instant echo agent on a new
-thread and reads the stream to its end, through one of two doors, alternately, so both see the same machine:
+``BENCH_POSTGRES`` and Redis ``BENCH_REDIS_URL`` with ``--workers`` celery workers) one unit posts a 50-word
+message to an instant echo agent on a new thread and reads the stream to its end, through one of two doors,
+alternately, so both see the same machine:
 
 - native: ``POST /api/v1/bench/agents/echo/messages?stream=true``, read to the job's final event;
 - AG-UI: ``POST /ag-ui/bench/echo`` with a ``RunAgentInput`` (a new thread id each time), read to RUN_FINISHED.
@@ -24,8 +25,12 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import serving
 from bench.common import percentile
 from bench.serving import FINAL_EVENTS, MESSAGE, Server, aihub
+
+# A database of its own when scaled out, so that it never drops the one a serving.py run is using.
+serving.DATABASE = "aihub_bench_door_agui"
 
 
 async def native_unit(client: Any, latencies: list[float], errors: list[str]) -> None:

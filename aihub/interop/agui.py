@@ -547,6 +547,8 @@ def run_plan(
     last = run.messages[-1] if run.messages else None
     if not isinstance(last, UserMessage) or not _content_text(last.content).strip():
         raise exceptions.ValidationError({"messages": ["The last message must be a user message with text."]})
+    if not isinstance(last.content, str) and any(part.type != "text" for part in last.content):
+        raise exceptions.ValidationError({"messages": ["Only text parts are supported in a message's content."]})
     forwarded = run.forwarded_props
     try:
         job = turn_submit(
