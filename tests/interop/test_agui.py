@@ -395,6 +395,34 @@ def test_another_tenants_thread_id_is_refused_before_the_stream(server: dict[str
         ("/ag-ui/demo/echo", {"threadId": "t"}, 400),
         ("/ag-ui/demo/no-such-agent", {"threadId": "t", "runId": "r", "messages": []}, 404),
         ("/ag-ui/demo/echo", {"threadId": "t", "runId": "r", "messages": []}, 400),
+        (
+            "/ag-ui/demo/echo",
+            {
+                "threadId": "t",
+                "runId": "r",
+                "messages": [
+                    {
+                        "id": "u",
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "look"},
+                            {"type": "image", "source": {"type": "url", "value": "https://x/a.png"}},
+                        ],
+                    }
+                ],
+            },
+            400,
+        ),
+        (
+            "/ag-ui/demo/calculator",
+            {
+                "threadId": "t",
+                "runId": "r",
+                "tools": [{"name": "calculator", "description": ""}],
+                "messages": [{"id": "u", "role": "user", "content": "hi"}],
+            },
+            400,
+        ),
     ],
 )
 def test_bad_input_is_a_problem_before_the_stream(
