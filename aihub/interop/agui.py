@@ -303,7 +303,7 @@ class RunTranslator:
             )
         else:
             interrupt = Interrupt(
-                id=f"job-{event['job']}",
+                id=interrupt_id_of(pending, job_id=event["job"]),
                 reason=kind,
                 message=str(pending.get("prompt") or ""),
                 response_schema={"type": "string"},
@@ -441,26 +441,30 @@ def _earlier(run: RunAgentInput) -> list[EarlierMessage]:
     return earlier
 
 
-def _answer(pending: dict[str, Any], run: RunAgentInput) -> dict[str, Any] | None:
-    """The response to a waiting job that this run's input carries, or None when it carries none."""
+def interrupt_id_of(pending: dict[str, Any], *, job_id: uuid.UUID | str) -> str:
+    """The id of the interrupt a waiting job's request is: its tool call's id, else one naming the job."""
     call = pending.get("tool_call") if pending.get("type") in TOOL_REQUESTS else None
-    interrupt_id = str(call.get("id")) if isinstance(call, dict) else ""
+    return str(call.get("id")) if isinstance(call, dict) else f"job-{job_id}"
+
+
+def pending_answer(pending: dict[str, Any], run: RunAgentInput, *, job_id: uuid.UUID) -> dict[str, Any] | None:
+    """The response to a waiting job that this run's input carries, or None when it carries none."""
+    is_tool = pending.get("type") in TOOL_REQUESTS and isinstance(pending.get("tool_call"), dict)
+    interrupt_id = interrupt_id_of(pending, job_id=job_id)
     for message in reversed(run.messages):
-        if isinstance(message, ToolMessage) and interrupt_id and message.tool_call_id == interrupt_id:
+        if isinstance(message, ToolMessage) and is_tool and message.tool_call_id == interrupt_id:
             if message.error:
                 return {"action": "reject", "reason": message.error}
             return {"action": "tool_output", "output": _content_text(message.content)}
     for entry in run.resume or []:
-        if interrupt_id and entry.interrupt_id != interrupt_id:
-            continue
-        if not interrupt_id and not entry.interrupt_id.startswith("job-"):
+        if entry.interrupt_id != interrupt_id:
             continue
         if entry.status == "cancelled":
-            return {"action": "reject"} if interrupt_id else {"action": "text", "text": ""}
+            return {"action": "reject"} if is_tool else {"action": "text", "text": ""}
         payload = entry.payload
         if isinstance(payload, dict) and "action" in payload:
             return dict(payload)
-        if interrupt_id:
+        if is_tool:
             return {"action": "tool_output", "output": payload}
         return {"action": "text", "text": _text(payload)}
     return None
@@ -522,7 +526,7 @@ def run_plan(
         return _plan(job, start=_run_start(job, at_or_before=last_event_id), skip_through=last_event_id)
     job_id = run_job_id(thread_id=thread_pk, run_id=run.run_id)
     if thread is not None:
-        retried = jobs.filter(pk=job_id).first()
+        retried = jobs.filter(pk=job_id, created_by=user).first()
         if retried is not None:
             return _plan(retried, start=_first_event(retried))
         resumed = (
@@ -536,7 +540,10 @@ def run_plan(
             return _plan(resumed_job, start=resumed.sequence)
         waiting = jobs.filter(thread=thread, status=JobStatus.REQUIRES_ACTION).first()
         if waiting is not None and waiting.pending_action:
-            answer = _answer(waiting.pending_action, run)
+            if waiting.created_by_id != user.pk and not principal.can("admin", "jobs"):
+                # As on POST jobs/{id}/respond: the thread is busy, and not with the caller's job.
+                raise Conflict(f"The thread has a job ({waiting.id}) waiting for its creator's answer.")
+            answer = pending_answer(waiting.pending_action, run, job_id=waiting.pk)
             if answer is None:
                 raise Conflict(
                     f"The thread's job {waiting.id} waits for an answer ({waiting.pending_action.get('type')}): "
@@ -621,12 +628,10 @@ async def run_frames(plan: Plan, *, run: RunAgentInput, run_input: dict[str, Any
 
 
 def _last_event_id(request: Request) -> int | None:
-    raw = request.headers.get(LAST_EVENT_ID_HEADER)
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit():
+    raw = request.headers.get(LAST_EVENT_ID_HEADER) or ""
+    if raw and not raw.isdigit():
         raise exceptions.ValidationError({LAST_EVENT_ID_HEADER: "A non-negative integer."})
-    return int(raw)
+    return int(raw) or None if raw else None  # 0: nothing received yet, the run from its start
 
 
 @extend_schema(exclude=True)  # AG-UI's wire format is described by the protocol (https://docs.ag-ui.com)

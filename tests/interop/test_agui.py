@@ -21,7 +21,7 @@ from ag_ui.core import (
 )
 from pydantic import TypeAdapter
 
-from aihub.interop.agui import RunTranslator, state_patch
+from aihub.interop.agui import RunTranslator, pending_answer, state_patch
 from tests.servers import REPO, Stream, base_env, http_json, seed_demo_token, start_daphne, stop_server
 
 pytestmark = pytest.mark.timeout(120)
@@ -216,6 +216,37 @@ def test_thoughts_become_reasoning_and_other_events_custom_ones() -> None:
     custom = next(e for e in events if e.type == EventType.CUSTOM)
     assert (custom.name, custom.value) == ("aihub.artifact.updated", {"id": "a1", "name": "note"})  # type: ignore[attr-defined]
     assert events[-1].outcome.type == "cancelled"  # type: ignore[attr-defined]
+
+
+JOB_ID = uuid.UUID("00000000-0000-0000-0000-000000000001")
+CLIENT_CALL = {"type": "client_tool", "tool_call": {"id": "call-1", "name": "pick", "arguments": {}}}
+
+
+def answer_in(pending: dict[str, Any], **fields: Any) -> dict[str, Any] | None:
+    messages = fields.pop("messages", [UserMessage(id="u1", content="hi")])
+    run = RunAgentInput(thread_id="t", run_id="r2", messages=messages, **fields)
+    return pending_answer(pending, run, job_id=JOB_ID)
+
+
+def test_a_tool_message_for_the_pending_call_answers_it_with_its_output_or_error() -> None:
+    assert answer_in(CLIENT_CALL, messages=[ToolMessage(id="t", tool_call_id="call-1", content="red")]) == {
+        "action": "tool_output",
+        "output": "red",
+    }
+    failed = ToolMessage(id="t", tool_call_id="call-1", content="", error="no pick")
+    assert answer_in(CLIENT_CALL, messages=[failed]) == {"action": "reject", "reason": "no pick"}
+    assert answer_in(CLIENT_CALL, messages=[ToolMessage(id="t", tool_call_id="other", content="x")]) is None
+
+
+def test_resume_entries_answer_interrupts_by_id() -> None:
+    approval = {**CLIENT_CALL, "type": "tool_approval"}
+    approve = {"interruptId": "call-1", "status": "resolved", "payload": {"action": "approve"}}
+    assert answer_in(approval, resume=[approve]) == {"action": "approve"}
+    assert answer_in(approval, resume=[{"interruptId": "call-1", "status": "cancelled"}]) == {"action": "reject"}
+    asked = {"type": "input", "prompt": "Your name?"}
+    named = {"interruptId": f"job-{JOB_ID}", "status": "resolved", "payload": "Ada"}
+    assert answer_in(asked, resume=[named]) == {"action": "text", "text": "Ada"}
+    assert answer_in(asked, resume=[{**named, "interruptId": "job-someone-else"}]) is None
 
 
 # --- Runs on a real server -------------------------------------------------------------------------------------
