@@ -136,7 +136,7 @@ def agui_messages(messages: Sequence[dict[str, Any]]) -> list[UserMessage | Assi
     return converted
 
 
-def _text(value: Any) -> str:
+def _as_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
@@ -238,7 +238,7 @@ class RunTranslator:
         return self._close()
 
     def _on_thought(self, event: dict[str, Any], data: dict[str, Any], history: Any) -> list[BaseEvent]:
-        text = _text(data.get("text") or data.get("delta") or data.get("content") or "")
+        text = _as_text(data.get("text") or data.get("delta") or data.get("content") or "")
         if not text:
             return []
         message_id = f"{event['job']}-{event['id']}-reasoning"
@@ -258,9 +258,8 @@ class RunTranslator:
         # Only for a call this run started: a client tool's output came from the client itself.
         if call_id not in self._started_calls:
             return []
-        return [
-            ToolCallResultEvent(message_id=f"{call_id}-result", tool_call_id=call_id, content=_text(data.get("output")))
-        ]
+        content = _as_text(data.get("output"))
+        return [ToolCallResultEvent(message_id=f"{call_id}-result", tool_call_id=call_id, content=content)]
 
     def _on_state_updated(self, event: dict[str, Any], data: dict[str, Any], history: Any) -> list[BaseEvent]:
         new_state = data.get("state") or {}
@@ -466,7 +465,7 @@ def pending_answer(pending: dict[str, Any], run: RunAgentInput, *, job_id: uuid.
             return dict(payload)
         if is_tool:
             return {"action": "tool_output", "output": payload}
-        return {"action": "text", "text": _text(payload)}
+        return {"action": "text", "text": _as_text(payload)}
     return None
 
 
