@@ -74,6 +74,9 @@ RESPONSE_ACTIONS: dict[str, frozenset[str]] = {
     "tool_approval": frozenset({"approve", "reject", "tool_output"}),
     # {"type": "input", "prompt": "..."}: the agent asks the user for text.
     "input": frozenset({"text"}),
+    # {"type": "client_tool", "tool_call": {"id", "name", "arguments"}}: the model called a tool the client
+    # declared (AgentRun.client_tools); the client runs it and answers with its output.
+    "client_tool": frozenset({"tool_output", "reject"}),
 }
 """What a client may answer to each type of request."""
 
@@ -124,6 +127,9 @@ class AgentRun:
     # The request's own model credentials (client_config): model calls go there instead of to the operator's
     # provider (agents.providers.provider_for). Never stored; see jobs.credentials.
     client_config: ClientConfig | None = None
+    # Tools the client declared for this job (agents.tools.client_tools_validate): offered to the model by
+    # classes that call tools; a call to one pauses the run (``client_tool``) for the client to answer.
+    client_tools: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

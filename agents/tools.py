@@ -16,16 +16,22 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
 import math
 import operator
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from django.core.exceptions import ValidationError
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import ValidationError as PydanticValidationError
 
 
 @dataclass
@@ -96,7 +102,7 @@ class Tool:
     def call(self, context: ToolContext, arguments: dict[str, Any]) -> Any:
         try:
             validated = self.arguments_model.model_validate(arguments)
-        except ValidationError as exc:
+        except PydanticValidationError as exc:
             raise ToolArgumentsInvalid(
                 [
                     {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "code": e["type"]}
@@ -136,6 +142,60 @@ def tool(
 
 def get_tool(name: str) -> Tool | None:
     return TOOLS.get(name)
+
+
+# --- Client tools ----------------------------------------------------------------------------------------
+
+CLIENT_TOOLS_MAX = 32
+CLIENT_TOOL_MAX_BYTES = 16_384
+"""Bounds on what a request may declare: every tool goes to the model with every turn of the job."""
+
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what OpenAI-compatible models accept as a function name
+
+
+def client_tools_validate(tools: Any, *, reserved: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Tools a client declares for one job (``{"name", "description", "parameters"}``), checked: at most
+    CLIENT_TOOLS_MAX, each a valid JSON schema of at most CLIENT_TOOL_MAX_BYTES, names unique and none of
+    ``reserved`` (the agent's own tools, which a client must not shadow). A ValidationError names what is wrong.
+
+    The client runs them, not the server: a job whose model calls one pauses in requires_action
+    (``client_tool``) until the client answers with the tool's output.
+    """
+    if not isinstance(tools, list):
+        raise ValidationError({"tools": "A list of tools."})
+    if len(tools) > CLIENT_TOOLS_MAX:
+        raise ValidationError({"tools": f"At most {CLIENT_TOOLS_MAX} tools."})
+    taken = set(reserved)
+    checked: list[dict[str, Any]] = []
+    for index, spec in enumerate(tools):
+        where = f"tools[{index}]"
+        if not isinstance(spec, dict):
+            raise ValidationError({where: "A tool is an object with name, description and parameters."})
+        name, description = spec.get("name"), spec.get("description") or ""
+        parameters = spec.get("parameters") or {"type": "object", "properties": {}}
+        if not isinstance(name, str) or not _TOOL_NAME.fullmatch(name):
+            raise ValidationError({f"{where}.name": "1 to 64 letters, digits, _ or -."})
+        if name in taken:
+            raise ValidationError({f"{where}.name": f"The name {name!r} is taken (by the agent or another tool)."})
+        if not isinstance(description, str):
+            raise ValidationError({f"{where}.description": "A string."})
+        if not isinstance(parameters, dict) or parameters.get("type", "object") != "object":
+            raise ValidationError({f"{where}.parameters": "A JSON schema of an object."})
+        try:
+            Draft202012Validator.check_schema(parameters)
+        except SchemaError as exc:
+            raise ValidationError({f"{where}.parameters": f"Not a valid JSON schema: {exc.message}"}) from exc
+        tool = {"name": name, "description": description, "parameters": parameters}
+        if len(json.dumps(tool).encode()) > CLIENT_TOOL_MAX_BYTES:
+            raise ValidationError({where: f"Larger than {CLIENT_TOOL_MAX_BYTES} bytes."})
+        taken.add(name)
+        checked.append(tool)
+    return checked
+
+
+def client_tool_schema(tool: dict[str, Any]) -> dict[str, Any]:
+    """A validated client tool as the model is offered it."""
+    return {"type": "function", "function": tool}
 
 
 # --- Built-ins -------------------------------------------------------------------------------------------

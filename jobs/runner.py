@@ -191,6 +191,7 @@ def build_run(job: Job, should_stop: Any) -> tuple[type[AgentClass], AgentRun]:
         should_stop=should_stop,
         resume=_resume_of(job),
         client_config=_client_config_of(job),
+        client_tools=job.input.get("client_tools", []),
     )
 
 

@@ -22,11 +22,13 @@ from django.urls import reverse
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
+from agents.handoffs import TRANSFER_TOOL
 from agents.models import Agent
 from agents.providers import DEFAULT_MODEL
 from agents.providers.base import CLIENT_CONFIG_PROVIDER, ClientConfig
 from agents.registry import get_agent_class
 from agents.runtime import RESPONSE_ACTIONS
+from agents.tools import client_tools_validate
 from aihub import outbound
 from aihub.api.problems import Conflict, problem
 from aihub.celery import broker_run_id, task_send
@@ -130,10 +132,13 @@ def job_submit(
     chat_history: list[dict[str, Any]] | None = None,
     store_thread: bool = False,
     client_config: ClientConfig | None = None,
+    client_tools: Sequence[dict[str, Any]] = (),
 ) -> tuple[Job, bool]:
     """Store the user's message and a queued job for it; returns (job, created).
 
     ``webhook``: a URL the job's final state is POSTed to (jobs.webhooks), checked here against the allowlist.
+    ``client_tools``: tools the client runs itself (agents.tools.client_tools_validate, checked here against the
+    agent's own tools); a call to one pauses the job in requires_action until the client answers.
 
     ``chat_history``: a stateless turn (jobs.turns): the client's own history instead of a thread's, run on an
     ephemeral thread, or with ``store_thread`` stored as a new thread's first messages. ``client_config``: the
@@ -160,6 +165,8 @@ def job_submit(
         raise ValidationError({"store_thread": "Only with chat_history."})
     if client_config is not None:
         client_config_check(client_config)
+    reserved = [*agent.tools, TRANSFER_TOOL, "remember"]  # the agent's own tools are never shadowed
+    checked_tools = client_tools_validate(list(client_tools), reserved=reserved) if client_tools else []
     try:
         job = _submit(
             agent=agent,
@@ -176,6 +183,7 @@ def job_submit(
             chat_history=chat_history,
             store_thread=store_thread,
             client_config=client_config,
+            client_tools=checked_tools,
         )
     except _AlreadySubmitted as taken:
         return taken.job, False
@@ -206,6 +214,7 @@ def _submit(
     chat_history: list[dict[str, Any]] | None = None,
     store_thread: bool = False,
     client_config: ClientConfig | None = None,
+    client_tools: list[dict[str, Any]] | None = None,
 ) -> Job:
     if not agent.enabled:
         raise Conflict(f"Agent {agent.slug!r} is disabled.")
@@ -249,6 +258,8 @@ def _submit(
             given["chat_history"] = chat_history
     if client_config is not None:
         given["client_config"] = True  # only that there is one: the credentials travel sealed (jobs.credentials)
+    if client_tools:
+        given["client_tools"] = client_tools
     job = Job.objects.create(
         id=job_id or uuid.uuid4(),
         tenant_id=agent.tenant_id,

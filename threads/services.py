@@ -124,9 +124,16 @@ def thread_create(
     metadata: dict[str, Any] | None = None,
     agent_ids: Iterable[uuid.UUID] = (),
     ephemeral: bool = False,
+    thread_id: uuid.UUID | None = None,
 ) -> Thread:
+    """A new thread; ``thread_id`` when the caller names it (an IntegrityError when that id is taken)."""
     thread = Thread.objects.create(
-        tenant=tenant, created_by=created_by, title=title, metadata=metadata or {}, ephemeral=ephemeral
+        id=thread_id or uuid.uuid4(),
+        tenant=tenant,
+        created_by=created_by,
+        title=title,
+        metadata=metadata or {},
+        ephemeral=ephemeral,
     )
     if created_by is not None:
         ThreadMember.objects.create(thread=thread, user=created_by)

@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -115,7 +115,7 @@ async def event_frames(
     job_id: uuid.UUID | None = None,
     cancel_on_disconnect: bool = False,
     prelude: Sequence[dict[str, Any]] = (),
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str]:
     """The SSE body: ``prelude`` (events up to ``after`` sent first), replay, ``stream.mode``, live events (and
     keep-alive comments while quiet).
 

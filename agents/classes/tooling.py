@@ -16,7 +16,7 @@ from agents.providers.base import ChatRequest, ToolCall
 from agents.registry import AgentClass, AgentConfig, register
 from agents.retrieval import retrieval_output, retrieved_citations
 from agents.runtime import VISION_HELP, AgentOutput, AwaitInput, Emit, Reply, TurnEnded, chat_messages, llm_turn
-from agents.tools import TOOLS, Tool, ToolArgumentsInvalid, ToolContext, ToolError, get_tool
+from agents.tools import TOOLS, Tool, ToolArgumentsInvalid, ToolContext, ToolError, client_tool_schema, get_tool
 
 
 class ToolsConfig(AgentConfig):
@@ -72,10 +72,10 @@ class ToolsAgent(AgentClass):
                 return
             yield TurnEnded()
             first_step = step + 1
+        # Tools the client declared for this job are offered beside the agent's own; the client runs them.
+        offered = [*(t.openai_schema() for t in tools), *(client_tool_schema(t) for t in self.run.client_tools)]
         for step in range(first_step, config.max_steps):
-            request = ChatRequest(
-                model=model, messages=messages, tools=[t.openai_schema() for t in tools], parameters=parameters
-            )
+            request = ChatRequest(model=model, messages=messages, tools=offered, parameters=parameters)
             result = yield from llm_turn(provider, request)
             if not result.tool_calls:
                 # Passages a knowledge_search call found in this run are cited, chunk by chunk.
@@ -105,16 +105,21 @@ class ToolsAgent(AgentClass):
     ) -> Generator[AgentOutput, None, bool]:
         """Run one turn's tool calls in order; True when the run must end here (stopped, or paused).
 
-        A tool that requires approval is never called on the model's say-so: the run pauses with the call as
-        the request, saving the conversation and the calls still to make, so the answer resumes it.
+        A tool that requires approval is never called on the model's say-so, and a client's tool is not ours to
+        call: the run pauses with the call as the request, saving the conversation and the calls still to make,
+        so the answer resumes it.
         """
+        client_tools = {t["name"] for t in self.run.client_tools}
         for index, call in enumerate(calls):
             if self.run.should_stop():
                 return True
             tool = self._tool(call.name)
-            if tool is not None and tool.requires_approval:
+            pause = "tool_approval" if tool is not None and tool.requires_approval else ""
+            if tool is None and call.name in client_tools:
+                pause = "client_tool"
+            if pause:
                 yield AwaitInput(
-                    request={"type": "tool_approval", "tool_call": asdict(call)},
+                    request={"type": pause, "tool_call": asdict(call)},
                     state={"messages": messages, "step": step, "calls": [asdict(c) for c in calls[index:]]},
                 )
                 return True

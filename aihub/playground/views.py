@@ -22,6 +22,13 @@ class PlaygroundView(LoginRequiredMixin, TemplateView):
     login_url = reverse_lazy("playground:login")
 
 
+@method_decorator(ensure_csrf_cookie, name="dispatch")
+class AguiPlaygroundView(PlaygroundView):
+    """``/playground/ag-ui/``: runs an agent through the AG-UI door and shows the AG-UI events it streams."""
+
+    template_name = "playground/agui.html"
+
+
 class PlaygroundLoginView(auth_views.LoginView):
     template_name = "playground/login.html"
     redirect_authenticated_user = True

@@ -5,8 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from django.core.exceptions import ValidationError
 
-from agents.tools import TOOLS, ToolArgumentsInvalid, ToolContext, ToolError, get_tool
+from agents.tools import (
+    CLIENT_TOOLS_MAX,
+    TOOLS,
+    ToolArgumentsInvalid,
+    ToolContext,
+    ToolError,
+    client_tools_validate,
+    get_tool,
+)
 from tests.threads.factories import ThreadFactory
 from threads.models import Event, Thread
 
@@ -177,3 +186,38 @@ def test_state_tools_need_a_thread_of_their_own_tenant() -> None:
 
     thread.refresh_from_db()
     assert thread.state == {}
+
+
+# --- Client tools --------------------------------------------------------------------------------------------
+
+
+def test_a_client_tool_is_kept_with_its_schema_and_a_missing_schema_takes_no_arguments() -> None:
+    schema = {"type": "object", "properties": {"item": {"type": "string"}}}
+
+    checked = client_tools_validate([{"name": "pick", "description": "Pick.", "parameters": schema}, {"name": "ok"}])
+
+    assert checked == [
+        {"name": "pick", "description": "Pick.", "parameters": schema},
+        {"name": "ok", "description": "", "parameters": {"type": "object", "properties": {}}},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("tools", "field"),
+    [
+        ({"name": "x"}, "tools"),
+        ([{"name": f"t{n}"} for n in range(CLIENT_TOOLS_MAX + 1)], "tools"),
+        (["pick"], "tools[0]"),
+        ([{"name": "no spaces"}], "tools[0].name"),
+        ([{"name": "pick"}, {"name": "pick"}], "tools[1].name"),
+        ([{"name": "calculator"}], "tools[0].name"),
+        ([{"name": "pick", "parameters": {"type": "string"}}], "tools[0].parameters"),
+        ([{"name": "pick", "parameters": {"type": "object", "properties": 3}}], "tools[0].parameters"),
+        ([{"name": "pick", "description": "x" * 20_000}], "tools[0]"),
+    ],
+)
+def test_client_tools_are_bounded_and_their_schemas_checked(tools: object, field: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        client_tools_validate(tools, reserved=["calculator"])
+
+    assert field in raised.value.message_dict

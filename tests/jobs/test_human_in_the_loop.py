@@ -27,6 +27,7 @@ from tests.factories import MembershipFactory
 from tests.helpers import ClientAs, assert_invalid, assert_problem
 from tests.jobs.helpers import assert_gap_free, assistant_messages, event_types, run_now
 from threads import services as thread_services
+from threads.content import text_of
 from threads.models import Event
 
 pytestmark = pytest.mark.django_db
@@ -447,3 +448,43 @@ def test_the_respond_route_is_in_the_schema_with_examples(api_client: Any) -> No
     assert len(operation["requestBody"]["content"]["application/json"]["examples"]) == 4
     assert operation["responses"]["202"]["content"]["application/json"]["examples"]
     assert {"400", "403", "409"} <= set(operation["responses"])
+
+
+# --- Client tools: the client runs them, the job waits for their output ---------------------------------------
+
+CONFIRM = {
+    "name": "confirm_order",
+    "description": "Ask the user to confirm the order.",
+    "parameters": {"type": "object", "properties": {"item": {"type": "string"}}, "required": ["item"]},
+}
+
+
+def test_a_call_to_a_client_tool_pauses_the_job_and_its_output_resumes_it(cashier: Agent, user: User) -> None:
+    job = paused(cashier, user, content='use confirm_order {"item": "tea"}', client_tools=[CONFIRM])
+
+    assert job.pending_action is not None
+    assert job.pending_action["type"] == "client_tool"
+    assert job.pending_action["tool_call"]["name"] == "confirm_order"
+    assert job.pending_action["tool_call"]["arguments"] == {"item": "tea"}
+    assert job.input["client_tools"] == [CONFIRM]
+
+    resumed = run_now(services.job_respond(job=job, user=user, response={"action": "tool_output", "output": "yes"}))
+
+    assert resumed.status == JobStatus.SUCCEEDED
+    assert [text_of(m.content) for m in assistant_messages(resumed)] == ["The result is yes."]
+    assert tool_completed(resumed)["supplied"] is True
+
+
+def test_a_client_tool_may_only_be_answered_with_its_output_or_a_rejection(cashier: Agent, user: User) -> None:
+    job = paused(cashier, user, content='use confirm_order {"item": "tea"}', client_tools=[CONFIRM])
+
+    with pytest.raises(ValidationError):
+        services.job_respond(job=job, user=user, response={"action": "approve"})
+
+
+def test_client_tools_may_not_shadow_the_agents_own(cashier: Agent, user: User) -> None:
+    shadow = {**CONFIRM, "name": "calculator"}
+
+    with pytest.raises(ValidationError, match="taken"):
+        services.job_submit(agent=cashier, user=user, content="hi", client_tools=[shadow])
+    assert not Job.objects.exists()
