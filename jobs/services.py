@@ -22,9 +22,8 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from agents.models import Agent
-from agents.providers import DEFAULT_MODEL
-from agents.registry import get_agent_class
 from agents.runtime import RESPONSE_ACTIONS
+from agents.selectors import agent_model
 from aihub.api.problems import Conflict, problem
 from aihub.celery import broker_run_id, task_send
 from jobs import usage as accounting
@@ -212,7 +211,7 @@ def _submit(
         expires_at=expires_at,
         webhook=webhook,
         max_attempts=settings.JOBS_MAX_ATTEMPTS,
-        model=_model_of(agent),
+        model=agent_model(agent),
     )
     # Refused over a usage limit, the 429 undoes everything above (the thread too, when this made it).
     job.usage_warnings = tuple(
@@ -230,14 +229,6 @@ def _submit(
     job.first_event_id = locked.last_sequence
     transaction.on_commit(partial(_enqueue, job.id))
     return job
-
-
-def _model_of(agent: Agent) -> str:
-    """The model a job of ``agent`` is accounted to: the one its version names (the default for model classes)."""
-    if agent.model:
-        return agent.model
-    agent_class = get_agent_class(agent.class_name)
-    return DEFAULT_MODEL if agent_class is not None and agent_class.needs_model else ""
 
 
 @transaction.atomic
