@@ -428,6 +428,9 @@ def job_finish(
         _reply_create(job, reply, message_id=reply_id, followed_by=[final])
     else:
         thread_services.events_append(thread=job.thread, events=[final])
+    if claimed:
+        # A turn the runner finished: the thread as it left it, to look back at and fork from (one INSERT).
+        thread_services.checkpoint_record(thread_id=job.thread_id, job_id=job.pk, agent_id=job.agent_id)
     transaction.on_commit(partial(job_start_next, thread_id=job.thread_id))
     if job.webhook:
         transaction.on_commit(partial(webhooks.webhook_enqueue, job_id=job.pk))
