@@ -30,6 +30,7 @@
     activeJob: null,
     assistant: new Map(), // job id -> the bubble its llm.chunk deltas stream into
     refs: 0,
+    agents: new Map(), // slug -> the agent as the API gives it (its conversation starters among the rest)
   };
 
   // --- REST ----------------------------------------------------------------------------------------------
@@ -66,6 +67,7 @@
   async function loadTenant(slug) {
     state.tenant = slug;
     const agents = await api(`${slug}/agents/?limit=200`);
+    state.agents = new Map(agents.items.map((a) => [a.slug, a]));
     $("agent").replaceChildren();
     fill($("agent"), agents.items, (a) => a.slug, (a) => `${a.name} (${a.slug})`);
     const threads = await api(`${slug}/threads/?limit=50`);
@@ -86,7 +88,29 @@
     $("send").disabled = Boolean(state.thread) && !(state.socket && state.socket.readyState === WebSocket.OPEN);
   }
 
+  // The agent's conversation starters, while the thread has nothing in it yet (a new thread, or one just opened
+  // whose log is empty): a click sends the starter as the first message, exactly as if it had been typed.
+  function showStarters() {
+    const agent = state.agents.get($("agent").value);
+    const starters = (agent && agent.conversation_starters) || [];
+    const empty = $("transcript").children.length === 0 && state.lastEventId === 0;
+    const buttons = starters.map((text) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "starter";
+      button.textContent = text;
+      button.addEventListener("click", () => {
+        $("message").value = text;
+        $("composer").requestSubmit();
+      });
+      return button;
+    });
+    $("starters").replaceChildren(...(empty ? buttons : []));
+    $("starters").hidden = !empty || !buttons.length;
+  }
+
   function bubble(kind, text) {
+    $("starters").hidden = true;
     const div = document.createElement("div");
     div.className = `bubble ${kind}`;
     div.textContent = text;
@@ -287,6 +311,7 @@
     $("last-event-id").textContent = "0";
     $("usage").textContent = "";
     setJob(null, "—");
+    showStarters();
   }
 
   async function openThread() {
@@ -318,7 +343,12 @@
   // --- wiring --------------------------------------------------------------------------------------------
 
   $("open-thread").addEventListener("click", openThread);
-  $("tenant").addEventListener("change", () => loadTenant($("tenant").value).catch((e) => showError(e.message)));
+  $("tenant").addEventListener("change", () =>
+    loadTenant($("tenant").value)
+      .then(showStarters)
+      .catch((e) => showError(e.message)),
+  );
+  $("agent").addEventListener("change", showStarters);
   $("composer").addEventListener("submit", async (submitted) => {
     submitted.preventDefault();
     const content = $("message").value.trim();
@@ -367,6 +397,7 @@
       $("tenant").value = slugs.includes(linkedTenant) ? linkedTenant : slugs.includes("demo") ? "demo" : slugs[0];
       await loadTenant($("tenant").value);
       setConnection("closed"); // no thread open yet: Send is ready to start one
+      showStarters();
       if (linkedThread) {
         // A reload: the thread's whole log is replayed, so the page shows it as it was, then goes on live.
         const thread = await api(`${state.tenant}/threads/${linkedThread}/`).catch(() => null);
