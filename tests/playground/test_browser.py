@@ -164,7 +164,9 @@ def test_a_conversation_starter_sends_the_first_message_and_the_page_shows_the_t
     assert [str(e.text) for e in browser.find_elements(By.CSS_SELECTOR, "#transcript .bubble.user")] == [
         "calculate 2 * (3 + 4)"
     ]
-    assert not browser.find_element(By.ID, "starters").is_displayed()
+    # Once answered, the starters give way to the agent's quick replies.
+    replies = browser.find_elements(By.CSS_SELECTOR, "#starters button")
+    assert [(str(r.text), r.get_attribute("class")) for r in replies] == [("calculate 6 * 7", "quick-reply")]
 
     tools = [str(e.text) for e in browser.find_elements(By.CSS_SELECTOR, "#transcript .bubble.tool")]
     assert tools[0].startswith("→ calculator(")

@@ -88,16 +88,14 @@
     $("send").disabled = Boolean(state.thread) && !(state.socket && state.socket.readyState === WebSocket.OPEN);
   }
 
-  // The agent's conversation starters, while the thread has nothing in it yet (a new thread, or one just opened
-  // whose log is empty): a click sends the starter as the first message, exactly as if it had been typed.
-  function showStarters() {
-    const agent = state.agents.get($("agent").value);
-    const starters = (agent && agent.conversation_starters) || [];
-    const empty = $("transcript").children.length === 0 && state.lastEventId === 0;
-    const buttons = starters.map((text) => {
+  // Suggestions under the transcript: a click sends one as if it had been typed. The agent's conversation
+  // starters while the thread has nothing in it yet (a new thread, or one just opened whose log is empty), its
+  // quick replies after an answer of the page's own (a live one, not one replayed); anything drawn hides them.
+  function suggest(texts, kind) {
+    const buttons = texts.map((text) => {
       const button = document.createElement("button");
       button.type = "button";
-      button.className = "starter";
+      button.className = kind;
       button.textContent = text;
       button.addEventListener("click", () => {
         $("message").value = text;
@@ -105,8 +103,17 @@
       });
       return button;
     });
-    $("starters").replaceChildren(...(empty ? buttons : []));
-    $("starters").hidden = !empty || !buttons.length;
+    $("starters").replaceChildren(...buttons);
+    $("starters").hidden = !buttons.length;
+  }
+
+  function selectedAgent() {
+    return state.agents.get($("agent").value) || {};
+  }
+
+  function showStarters() {
+    const empty = $("transcript").children.length === 0 && state.lastEventId === 0;
+    suggest(empty ? selectedAgent().conversation_starters || [] : [], "starter");
   }
 
   function bubble(kind, text) {
@@ -196,7 +203,10 @@
         if (event.type.startsWith("job.")) {
           // The job's status as the API names it (job.started means it is running).
           setJob(event.job, event.type === "job.started" ? "running" : event.type.slice(4));
-          if (event.type === "job.succeeded") showUsage(data.usage);
+          if (event.type === "job.succeeded") {
+            showUsage(data.usage);
+            if (state.live) suggest(selectedAgent().quick_replies || [], "quick-reply");
+          }
           if (event.type === "job.failed") bubble("note", `failed: ${(data.error && data.error.detail) || ""}`);
           if (event.type === "job.cancelled") bubble("note", "cancelled");
         }
