@@ -61,6 +61,14 @@ class PrettyJSONWidget(forms.Textarea):
             return value
 
 
+_LINE_LISTS = ("conversation_starters", "quick_replies")
+
+
+def _lines(text: str) -> list[str]:
+    # Empty lines are the textarea's layout, not entries; the service refuses repeats and long entries.
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 class AgentForm(forms.ModelForm):
     class_name = forms.ChoiceField(label="Class", choices=())
     config = forms.JSONField(
@@ -74,10 +82,34 @@ class AgentForm(forms.ModelForm):
         widget=forms.CheckboxSelectMultiple,
         help_text="Only classes that use tools accept them.",
     )
+    conversation_starters = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
+        help_text=f"One per line: prompts frontends offer to start a new thread with (at most "
+        f"{services.CONVERSATION_STARTERS_MAX[0]}, {services.CONVERSATION_STARTERS_MAX[1]} characters each).",
+    )
+    quick_replies = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        help_text=f"One per line: short answers frontends suggest after a reply (at most "
+        f"{services.QUICK_REPLIES_MAX[0]}, {services.QUICK_REPLIES_MAX[1]} characters each).",
+    )
 
     class Meta:
         model = Agent
-        fields = ("tenant", "slug", "name", "description", "class_name", "model", "system_prompt", "tools", "enabled")
+        fields = (
+            "tenant",
+            "slug",
+            "name",
+            "description",
+            "class_name",
+            "model",
+            "system_prompt",
+            "tools",
+            "conversation_starters",
+            "quick_replies",
+            "enabled",
+        )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -87,6 +119,15 @@ class AgentForm(forms.ModelForm):
         tool_field: forms.MultipleChoiceField = self.fields["tools"]  # type: ignore[assignment]
         tool_field.choices = [(name, name) for name in sorted(TOOLS)]
         self.fields["name"].required = False
+        if not self.instance._state.adding:
+            for field in _LINE_LISTS:
+                self.initial[field] = "\n".join(getattr(self.instance, field))
+
+    def clean_conversation_starters(self) -> list[str]:
+        return _lines(self.cleaned_data.get("conversation_starters", ""))
+
+    def clean_quick_replies(self) -> list[str]:
+        return _lines(self.cleaned_data.get("quick_replies", ""))
 
     def clean_slug(self) -> str:
         slug: str = self.cleaned_data["slug"]
@@ -109,6 +150,8 @@ class AgentForm(forms.ModelForm):
             model=cleaned.get("model", ""),
             system_prompt=cleaned.get("system_prompt", ""),
             tools=list(cleaned.get("tools") or []),
+            conversation_starters=cleaned.get("conversation_starters") or [],
+            quick_replies=cleaned.get("quick_replies") or [],
             enabled=cleaned.get("enabled", True),
         )
         # An existing agent validates as itself, not as a second row with the same id and slug.
@@ -243,8 +286,9 @@ class AgentAdmin(ServiceModelAdmin):
         return self.inlines if obj is not None else ()
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        fields = ("tenant", "slug", "name", "description", "class_name", "config", "model", "system_prompt")
-        return (*fields, "tools", "enabled") if obj is None else (*fields, "tools", "enabled", "version")
+        fields: tuple[str, ...] = ("tenant", "slug", "name", "description", "class_name", "config", "model")
+        fields = (*fields, "system_prompt", "tools", *_LINE_LISTS, "enabled")
+        return fields if obj is None else (*fields, "version")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         # The slug names the agent in URLs and permission rules, so it stays what clients and roles know.
@@ -260,6 +304,8 @@ class AgentAdmin(ServiceModelAdmin):
             "model": data.get("model", ""),
             "system_prompt": data.get("system_prompt", ""),
             "tools": list(data.get("tools") or []),
+            "conversation_starters": data.get("conversation_starters") or [],
+            "quick_replies": data.get("quick_replies") or [],
             "enabled": data.get("enabled", True),
         }
         if change:

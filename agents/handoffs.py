@@ -36,7 +36,14 @@ def _describe(edge: Handoff) -> str:
 
 def handoff_tool(*, agent_id: uuid.UUID) -> Tool | None:
     """The agent's ``transfer_to_agent`` tool, or None when it has no edge to an enabled agent."""
-    edges = handoff_edges(agent_id=agent_id)
+    return transfer_tool(edges=handoff_edges(agent_id=agent_id))
+
+
+def transfer_tool(*, edges: list[Handoff]) -> Tool | None:
+    """The ``transfer_to_agent`` tool over these edges (to enabled targets, by target slug; None without any).
+
+    The agent graph builds it from the edges it already read, so describing every agent costs no query each.
+    """
     if not edges:
         return None
     targets = tuple(edge.target.slug for edge in edges)

@@ -25,6 +25,10 @@ class Agent(models.Model):
     model = models.CharField(max_length=200, blank=True, help_text="<provider>/<model>, e.g. offline/aihub-offline-1")
     system_prompt = models.TextField(blank=True)
     tools = models.JSONField(default=list, blank=True)
+    # What frontends offer around a conversation (the agent graph, the playground): prompts to start a new thread
+    # with, and short answers to suggest after a reply. Validated by agents.services.agent_validate.
+    conversation_starters = models.JSONField(default=list, blank=True)
+    quick_replies = models.JSONField(default=list, blank=True)
     enabled = models.BooleanField(default=True)
     # The latest AgentVersion; every change makes a new one (services.agent_update).
     version = models.PositiveIntegerField(default=1, editable=False)
@@ -49,6 +53,8 @@ class Agent(models.Model):
             "model": self.model,
             "system_prompt": self.system_prompt,
             "tools": list(self.tools),
+            "conversation_starters": list(self.conversation_starters),
+            "quick_replies": list(self.quick_replies),
             "enabled": self.enabled,
         }
 

@@ -10,6 +10,8 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
 from agents.models import Agent, AgentVersion, Handoff
+from agents.providers import DEFAULT_MODEL
+from agents.registry import get_agent_class
 from aihub.api.problems import not_found
 from threads.events import EventType
 from threads.models import Event
@@ -26,6 +28,14 @@ def agent_list(*, principal: Principal) -> QuerySet[Agent]:
     """The tenant's agents the caller may see: all with ``aihub.user.agents.>``, else those named by a rule."""
     agents = Agent.objects.filter(tenant=principal.tenant).order_by("slug")
     return principal.visible(agents, AGENTS_RESOURCE, id_field="slug")
+
+
+def agent_model(agent: Agent) -> str:
+    """The model the agent's jobs use: the one it names, the default for classes that need one, else ''."""
+    if agent.model:
+        return agent.model
+    agent_class = get_agent_class(agent.class_name)
+    return DEFAULT_MODEL if agent_class is not None and agent_class.needs_model else ""
 
 
 def agent_get(*, principal: Principal, slug: str) -> Agent:

@@ -23,7 +23,22 @@ if TYPE_CHECKING:
 
     from django.contrib.auth.models import User
 
-_VERSIONED_FIELDS = ("name", "description", "class_name", "config", "model", "system_prompt", "tools", "enabled")
+_VERSIONED_FIELDS = (
+    "name",
+    "description",
+    "class_name",
+    "config",
+    "model",
+    "system_prompt",
+    "tools",
+    "conversation_starters",
+    "quick_replies",
+    "enabled",
+)
+
+# Bounds of what frontends show as buttons: (most entries, longest entry in characters).
+CONVERSATION_STARTERS_MAX = (10, 300)
+QUICK_REPLIES_MAX = (10, 100)
 
 # Paths under agents/ that are not agents (see agents/api/urls.py): an agent with such a slug could not be reached.
 RESERVED_AGENT_SLUGS = frozenset({"classes", "graph"})
@@ -65,9 +80,34 @@ def agent_validate(agent: Agent) -> None:
     if unsupported:
         reason = f"cannot use: {', '.join(unsupported)}" if usable else "uses no tools"
         raise ValidationError({"tools": f"Class {agent.class_name!r} {reason}."})
+    starters = agent.conversation_starters
+    agent.conversation_starters = _phrases(starters, "conversation_starters", *CONVERSATION_STARTERS_MAX)
+    agent.quick_replies = _phrases(agent.quick_replies, "quick_replies", *QUICK_REPLIES_MAX)
     if agent.model and "/" not in agent.model.strip("/"):
         raise ValidationError({"model": "A model id has the form <provider>/<model>, e.g. offline/aihub-offline-1."})
     agent.full_clean(exclude=["config", "tools"])
+
+
+def _phrases(value: Any, field: str, most: int, longest: int) -> list[str]:
+    """A list of distinct non-blank strings (stripped), at most ``most`` of at most ``longest`` characters.
+
+    Blanks and repeats are refused rather than dropped: they are buttons a frontend would show, so the operator
+    should see that the list is not what they meant.
+    """
+    if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+        raise ValidationError({field: "A list of strings."})
+    phrases = [item.strip() for item in value]
+    if len(phrases) > most:
+        raise ValidationError({field: f"At most {most} entries."})
+    if any(not phrase for phrase in phrases):
+        raise ValidationError({field: "Entries cannot be blank."})
+    too_long = [phrase for phrase in phrases if len(phrase) > longest]
+    if too_long:
+        raise ValidationError({field: f"Entries have at most {longest} characters: {too_long[0][:40]!r}… is longer."})
+    repeated = sorted({phrase for phrase in phrases if phrases.count(phrase) > 1})
+    if repeated:
+        raise ValidationError({field: f"Entries are distinct: {', '.join(repr(p) for p in repeated)} repeated."})
+    return phrases
 
 
 @transaction.atomic

@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING, Any
 from django.db.models import Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
+from agents.models import Agent
 from aihub.api.problems import not_found
 from aihub.db import db_call
-from jobs.models import FINAL_STATUSES, Artifact, Job, JobStatus, WebhookDelivery
+from jobs.models import ACTIVE_STATUSES, FINAL_STATUSES, Artifact, Job, JobStatus, WebhookDelivery
 from threads.content import text_of
 from threads.events import JOB_FINAL_EVENTS, EventType, thread_group
 from threads.fanout import event_hub
-from threads.models import Event
-from threads.selectors import thread_list
+from threads.models import Event, Thread
+from threads.selectors import checkpoint_list, thread_list
 
 if TYPE_CHECKING:
     from aihub.access.principal import Principal
@@ -222,3 +223,63 @@ def job_report(*, job: Job) -> dict[str, Any]:
 
 def _seconds_between(start: datetime | None, end: datetime | None) -> float | None:
     return round((end - start).total_seconds(), 3) if start is not None and end is not None else None
+
+
+# --- A thread's runtime view (SwarmForge's session runtime) --------------------------------------------------
+
+
+def thread_runtime(*, thread: Thread) -> dict[str, Any]:
+    """What is going on in a thread now: its active agent, its active job with that job's step, the requests
+    waiting for a person, the handoff chain, and the version of its state (the id of its latest
+    ``state.updated`` event, 0 before any), with the state itself and the latest checkpoint.
+
+    The active agent answers the next message when none is named: the latest handoff's target, else the active
+    job's agent, else the agent of the latest checkpoint. Six statements, however long the thread.
+    """
+    events = Event.objects.filter(thread=thread)
+    active = list(
+        Job.objects.filter(thread=thread, status__in=ACTIVE_STATUSES).select_related("agent").order_by("created_at")
+    )
+    # The job that holds the thread: running or waiting for a person; else the next one queued.
+    holding = [job for job in active if job.status in (JobStatus.RUNNING, JobStatus.REQUIRES_ACTION)]
+    job: Job | None = (holding or active)[0] if active else None
+    step = None
+    if job is not None:
+        steps = _job_events(job).filter(type__in=STEP_EVENTS).order_by("-sequence")
+        step = steps.values_list("type", flat=True).first()
+    handoffs = list(
+        events.filter(type=EventType.HANDOFF).order_by("sequence").values_list("sequence", "data", "created_at")
+    )
+    chain = [
+        {"event": sequence, "from": data.get("from"), "to": data.get("to"), "reason": data.get("reason", ""), "at": at}
+        for sequence, data, at in handoffs
+    ]
+    state_version = (
+        events.filter(type=EventType.STATE_UPDATED).order_by("-sequence").values_list("sequence", flat=True).first()
+    )
+    checkpoint = checkpoint_list(thread=thread).first()
+    agent_id: Any = None
+    if handoffs:
+        with contextlib.suppress(ValueError):
+            agent_id = uuid.UUID(str(handoffs[-1][1].get("to_agent")))
+    if agent_id is None and job is not None:
+        agent_id = job.agent_id
+    if agent_id is None and checkpoint is not None:
+        agent_id = checkpoint.agent_id
+    agent = Agent.objects.filter(tenant_id=thread.tenant_id, pk=agent_id).first() if agent_id else None
+    return {
+        "thread": thread.pk,
+        "active_agent": agent,
+        "active_job": None if job is None else {"job": job, "step": step},
+        "queued_jobs": sum(1 for j in active if j.status == JobStatus.QUEUED),
+        "pending_actions": [
+            {"job": j.pk, "agent": j.agent.slug, "request": j.pending_action}
+            for j in active
+            if j.status == JobStatus.REQUIRES_ACTION and j.pending_action
+        ],
+        "handoffs": chain,
+        "state": thread.state,
+        "state_version": state_version or 0,
+        "last_event_id": thread.last_sequence,
+        "latest_checkpoint": checkpoint,
+    }

@@ -24,10 +24,9 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from agents.handoffs import TRANSFER_TOOL
 from agents.models import Agent
-from agents.providers import DEFAULT_MODEL
 from agents.providers.base import CLIENT_CONFIG_PROVIDER, ClientConfig
-from agents.registry import get_agent_class
 from agents.runtime import RESPONSE_ACTIONS
+from agents.selectors import agent_model
 from agents.tools import client_tools_validate
 from aihub import outbound
 from aihub.api.problems import Conflict, problem
@@ -324,15 +323,12 @@ def client_config_check(config: ClientConfig) -> None:
 
 
 def _model_of(agent: Agent, *, client_config: bool = False) -> str:
-    """The model a job of ``agent`` is accounted to: the one its version names (the default for model classes).
+    """The model a job of ``agent`` is accounted to (agents.selectors.agent_model).
 
     With the request's own endpoint (client_config) it is ``client_config/<model>``: not the operator's model, so
     neither its prices nor the limits on the operator's models apply to it.
     """
-    model = agent.model
-    if not model:
-        agent_class = get_agent_class(agent.class_name)
-        model = DEFAULT_MODEL if agent_class is not None and agent_class.needs_model else ""
+    model = agent_model(agent)
     if client_config and model:
         return f"{CLIENT_CONFIG_PROVIDER}/{model.partition('/')[2] or model}"
     return model
@@ -545,6 +541,9 @@ def job_finish(
         _reply_create(job, reply, message_id=reply_id, followed_by=[final])
     else:
         thread_services.events_append(thread=job.thread, events=[final])
+    if claimed:
+        # A turn the runner finished: the thread as it left it, to look back at and fork from (one INSERT).
+        thread_services.checkpoint_record(thread_id=job.thread_id, job_id=job.pk, agent_id=job.agent_id)
     transaction.on_commit(partial(job_start_next, thread_id=job.thread_id))
     if job.webhook:
         transaction.on_commit(partial(webhooks.webhook_enqueue, job_id=job.pk))

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from threads import services
-from threads.models import Event, File, Message, Thread
+from threads.models import Checkpoint, Event, File, Message, Thread
 
 RECENT_EVENTS = 200
 
@@ -79,6 +79,13 @@ class RecentEventsFormSet(BaseInlineFormSet):
         return events.filter(pk__in=list(recent)).order_by("sequence")
 
 
+class CheckpointInline(ReadOnlyInline):
+    model = Checkpoint
+    fields = readonly_fields = ("event_sequence", "job_id", "agent_id", "message_id", "state", "created_at")
+    ordering = ["-event_sequence"]
+    show_change_link = False
+
+
 class EventInline(ReadOnlyInline):
     model = Event
     formset = RecentEventsFormSet
@@ -94,7 +101,7 @@ class ThreadAdmin(ReadOnlyMixin, admin.ModelAdmin):
     search_fields = ["title", "=id"]
     date_hierarchy = "created_at"
     fields = readonly_fields = THREAD_FIELDS
-    inlines = [MessageInline, EventInline]
+    inlines = [MessageInline, EventInline, CheckpointInline]
 
     @admin.display(description="all events")
     def all_events(self, thread: Thread) -> str:
@@ -104,7 +111,7 @@ class ThreadAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
         # Messages and events cannot be deleted on their own (their admins say so), but they go with their thread.
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
-        goes_along = {str(model._meta.verbose_name) for model in (Message, Event)}
+        goes_along = {str(model._meta.verbose_name) for model in (Message, Event, Checkpoint)}
         return deleted, counts, {name for name in perms_needed if str(name) not in goes_along}, protected
 
     def delete_model(self, request: HttpRequest, obj: Thread) -> None:

@@ -149,3 +149,29 @@ class File(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.media_type})"
+
+
+class Checkpoint(models.Model):
+    """The thread as one finished turn left it, to look back at and fork from (``threads.services.thread_fork``).
+
+    Written by the job runner's end-of-turn transaction as one INSERT ... SELECT (``checkpoint_record``): it
+    copies the state and the head of the event log from the thread's row, and names the last message, so the
+    messages of a checkpoint are those up to and including that one (the thread's message order), not a copy.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="checkpoints")
+    job_id = models.UUIDField(null=True, blank=True)
+    # The agent answering the thread's next message: the latest handoff's target, else the turn's agent.
+    agent_id = models.UUIDField(null=True, blank=True)
+    message_id = models.UUIDField(null=True, blank=True)
+    event_sequence = models.BigIntegerField()
+    state = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["thread", "event_sequence"]
+        indexes = [models.Index(fields=["thread", "event_sequence"], name="checkpoint_thread_sequence")]
+
+    def __str__(self) -> str:
+        return f"{self.thread_id}@{self.event_sequence}"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from django.db.models import Exists, OuterRef, QuerySet
 
 from aihub.api.problems import not_found
-from threads.models import Event, File, Message, Thread, ThreadMember
+from threads.models import Checkpoint, Event, File, Message, Thread, ThreadMember
 
 if TYPE_CHECKING:
     from aihub.access.principal import Principal
@@ -54,6 +54,11 @@ def message_list(*, thread: Thread) -> QuerySet[Message]:
 def event_list(*, thread: Thread, after: int = 0, job_id: uuid.UUID | None = None) -> QuerySet[Event]:
     events = Event.objects.filter(thread=thread, sequence__gt=after).order_by("sequence")
     return events if job_id is None else events.filter(job_id=job_id)
+
+
+def checkpoint_list(*, thread: Thread) -> QuerySet[Checkpoint]:
+    """The thread's checkpoints (one per finished turn), newest first."""
+    return Checkpoint.objects.filter(thread=thread).order_by("-event_sequence", "-created_at")
 
 
 def file_list(*, principal: Principal) -> QuerySet[File]:

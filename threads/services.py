@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import connection, transaction
+from django.db.models import Case, DateTimeField, Q, Value, When
 from django.utils import timezone
 from rest_framework.exceptions import UnsupportedMediaType
 
@@ -21,7 +22,7 @@ from aihub.api.problems import PayloadTooLarge
 from aihub.conf import aihub_settings
 from threads.content import validate_content
 from threads.events import EventType, NewEvent, event_payload, publish
-from threads.models import Event, File, Message, MessageRole, Thread, ThreadMember
+from threads.models import Checkpoint, Event, File, Message, MessageRole, Thread, ThreadMember
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -245,6 +246,120 @@ def thread_state_update(
     )
     thread.state = locked.state
     return thread
+
+
+# --- Checkpoints ------------------------------------------------------------------------------------------------
+
+
+def _handoff_target_sql() -> str:
+    """SQL of the thread's current agent (the latest ``handoff`` event's ``to_agent``), as the agent column stores
+    it; what agents.selectors.thread_current_agent_id reads, for threads row ``t``."""
+    events = connection.ops.quote_name(Event._meta.db_table)
+    latest = f"FROM {events} e WHERE e.thread_id = t.id AND e.type = %s ORDER BY e.sequence DESC LIMIT 1"
+    if connection.vendor == "postgresql":
+        return f"(SELECT CAST(e.data ->> 'to_agent' AS uuid) {latest})"
+    # SQLite keeps UUIDs as 32 hex digits; the event's JSON has the dashed form.
+    return f"(SELECT REPLACE(json_extract(e.data, '$.to_agent'), '-', '') {latest})"
+
+
+def checkpoint_record(*, thread_id: uuid.UUID, job_id: uuid.UUID | None, agent_id: uuid.UUID | None) -> uuid.UUID:
+    """Record the thread as it is now, in the caller's transaction (a finished turn): one INSERT ... SELECT.
+
+    The state and the head of the event log come from the thread's row as this transaction sees it (so a tool's
+    state change during the turn is in), the last message by the thread's message order, the active agent from
+    the latest handoff (else ``agent_id``, the turn's agent). Nothing is copied from the messages themselves.
+    """
+    checkpoint_id = uuid.uuid4()
+    quote = connection.ops.quote_name
+    uuid_field = Checkpoint._meta.pk
+    prep = uuid_field.get_db_prep_value
+    created_at = Checkpoint._meta.get_field("created_at").get_db_prep_save(timezone.now(), connection)
+    sql = (
+        f"INSERT INTO {quote(Checkpoint._meta.db_table)} "  # noqa: S608 - names from the models
+        "(id, thread_id, job_id, agent_id, message_id, event_sequence, state, created_at) "
+        f"SELECT %s, t.id, %s, COALESCE({_handoff_target_sql()}, %s), "
+        f"(SELECT m.id FROM {quote(Message._meta.db_table)} m WHERE m.thread_id = t.id "
+        "ORDER BY m.created_at DESC, m.id DESC LIMIT 1), "
+        f"t.last_sequence, t.state, %s FROM {quote(Thread._meta.db_table)} t WHERE t.id = %s"
+    )
+    params = [
+        prep(checkpoint_id, connection),
+        prep(job_id, connection),
+        str(EventType.HANDOFF),
+        prep(agent_id, connection),
+        created_at,
+        prep(thread_id, connection),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+    return checkpoint_id
+
+
+@transaction.atomic
+def thread_fork(
+    *, thread: Thread, checkpoint_id: uuid.UUID | str, created_by: User | None, title: str | None = None
+) -> Thread:
+    """A new thread of the same tenant that starts where ``checkpoint`` of ``thread`` left off (time travel).
+
+    It gets copies of the messages up to the checkpoint (new ids, same order and times; not tied to the source's
+    jobs), the checkpoint's state, the caller as member and the checkpoint's active agent as its agent (so the
+    next message needs no agent named), ``{"forked_from": {"thread", "checkpoint"}}`` in its metadata, and a log
+    that opens with those messages (and the state), so streams show the fork as it starts. The source is not
+    touched. A checkpoint of another thread is a ValidationError on ``checkpoint``.
+    """
+    checkpoint = Checkpoint.objects.filter(thread=thread, pk=checkpoint_id).first()
+    if checkpoint is None:
+        raise ValidationError({"checkpoint": f"Thread {thread.pk} has no checkpoint {checkpoint_id}."})
+    fork = thread_create(
+        tenant=thread.tenant,
+        created_by=created_by,
+        title=thread.title if title is None else title,
+        metadata={"forked_from": {"thread": str(thread.pk), "checkpoint": str(checkpoint.pk)}},
+        agent_ids=[checkpoint.agent_id] if checkpoint.agent_id else [],
+    )
+    fork.state = dict(checkpoint.state or {})
+    if fork.state:
+        fork.save(update_fields=["state", "updated_at"])
+    copies = [
+        Message(
+            id=uuid.uuid4(),
+            thread=fork,
+            role=message.role,
+            content=message.content,
+            author_id=message.author_id,
+            agent_id=message.agent_id,
+            metadata={**message.metadata, "forked_from_message": str(message.pk)},
+            created_at=message.created_at,
+        )
+        for message in _messages_up_to(checkpoint)
+    ]
+    times = {message.pk: message.created_at for message in copies}
+    Message.objects.bulk_create(copies)
+    # The copies keep their times (the history's order); auto_now_add stamped them at insert, so set them back.
+    for start in range(0, len(copies), 500):
+        batch = copies[start : start + 500]
+        when = [When(pk=message.pk, then=Value(times[message.pk])) for message in batch]
+        Message.objects.filter(pk__in=[m.pk for m in batch]).update(
+            created_at=Case(*when, output_field=DateTimeField())
+        )
+        for message in batch:
+            message.created_at = times[message.pk]
+    events = [NewEvent(EventType.MESSAGE_CREATED, message_data(m), agent_id=m.agent_id) for m in copies]
+    if fork.state:
+        events.append(NewEvent(EventType.STATE_UPDATED, {"mode": "replace", "state": fork.state}))
+    events_append(thread=fork, events=events)
+    return fork
+
+
+def _messages_up_to(checkpoint: Checkpoint) -> list[Message]:
+    """The thread's messages up to and including the checkpoint's last one, in the thread's message order."""
+    if checkpoint.message_id is None:
+        return []
+    last = Message.objects.filter(thread_id=checkpoint.thread_id, pk=checkpoint.message_id).first()
+    if last is None:
+        return []
+    earlier = Q(created_at__lt=last.created_at) | Q(created_at=last.created_at, id__lte=last.pk)
+    return list(Message.objects.filter(earlier, thread_id=checkpoint.thread_id).order_by("created_at", "id"))
 
 
 # --- Files ------------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
 from rest_framework import serializers
 
 from agents.models import Agent, AgentVersion
+from agents.services import CONVERSATION_STARTERS_MAX, QUICK_REPLIES_MAX
 from aihub.access.api.serializers import StrictSerializer
 from jobs.api.serializers import JOB_EXAMPLE, THREAD_EXAMPLE_ID
 from jobs.api.submission import MessageSubmitSerializer, thread_field
@@ -38,6 +39,8 @@ AGENT_EXAMPLE: dict[str, Any] = {
     "model": "offline/aihub-offline-1",
     "system_prompt": "You are a friendly support agent.",
     "tools": ["calculator", "current_time"],
+    "conversation_starters": ["What can you do?", "What is 2 * (3 + 4)?"],
+    "quick_replies": ["Thanks!", "Tell me more"],
     "enabled": True,
     "version": 3,
     "created_at": "2025-01-01T12:00:00Z",
@@ -58,6 +61,12 @@ class AgentClassSerializer(serializers.Serializer):
 class AgentSerializer(serializers.ModelSerializer):
     config = serializers.JSONField(help_text="Normalised: every setting of the class's schema, defaults filled in.")
     tools = serializers.ListField(child=serializers.CharField())
+    conversation_starters = serializers.ListField(
+        child=serializers.CharField(), help_text="Prompts a frontend offers to start a new thread with."
+    )
+    quick_replies = serializers.ListField(
+        child=serializers.CharField(), help_text="Short answers a frontend suggests after a reply."
+    )
 
     class Meta:
         model = Agent
@@ -71,6 +80,8 @@ class AgentSerializer(serializers.ModelSerializer):
             "model",
             "system_prompt",
             "tools",
+            "conversation_starters",
+            "quick_replies",
             "enabled",
             "version",
             "created_at",
@@ -89,6 +100,19 @@ class _AgentFields(StrictSerializer):
     )
     system_prompt = serializers.CharField(required=False, allow_blank=True, max_length=100_000)
     tools = serializers.ListField(child=serializers.CharField(max_length=100), required=False, max_length=100)
+    # Only parsed here; the service checks the bounds, blanks and repeats (so the admin gets the same errors).
+    conversation_starters = serializers.ListField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False),
+        required=False,
+        help_text=f"At most {CONVERSATION_STARTERS_MAX[0]} distinct, non-blank prompts of at most "
+        f"{CONVERSATION_STARTERS_MAX[1]} characters.",
+    )
+    quick_replies = serializers.ListField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False),
+        required=False,
+        help_text=f"At most {QUICK_REPLIES_MAX[0]} distinct, non-blank replies of at most {QUICK_REPLIES_MAX[1]} "
+        "characters.",
+    )
     enabled = serializers.BooleanField(required=False)
 
 
@@ -105,6 +129,8 @@ class _AgentFields(StrictSerializer):
                 "model": "offline/aihub-offline-1",
                 "system_prompt": "You are a friendly support agent.",
                 "tools": ["calculator", "current_time"],
+                "conversation_starters": ["What can you do?", "What is 2 * (3 + 4)?"],
+                "quick_replies": ["Thanks!", "Tell me more"],
             },
         )
     ]
@@ -117,6 +143,9 @@ class AgentCreateSerializer(_AgentFields):
     examples=[
         OpenApiExample("Change the prompt", request_only=True, value={"system_prompt": "Answer in French."}),
         OpenApiExample("Disable", request_only=True, value={"enabled": False}),
+        OpenApiExample(
+            "Offer conversation starters", request_only=True, value={"conversation_starters": ["What can you do?"]}
+        ),
     ]
 )
 class AgentUpdateSerializer(_AgentFields):
@@ -295,15 +324,30 @@ class HandoffUpdateSerializer(StrictSerializer):
     )
 
 
+class GraphToolSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField(help_text="What the model reads about the tool.")
+    parameters = serializers.JSONField(help_text="JSON schema of the tool's arguments.")
+    requires_approval = serializers.BooleanField(help_text="A call by the agent waits for a person's approval.")
+
+
 class GraphNodeSerializer(serializers.Serializer):
     slug = serializers.CharField()
     name = serializers.CharField()
     description = serializers.CharField()
     class_name = serializers.CharField()
+    model = serializers.CharField(help_text="The model its jobs use; empty for classes without one (echo).")
     enabled = serializers.BooleanField()
+    is_entry_point = serializers.BooleanField(
+        help_text="Enabled, and no agent you can see hands off to it: where a conversation starts."
+    )
     tools = serializers.ListField(
         child=serializers.CharField(), help_text="What the agent's model is offered, `transfer_to_agent` included."
     )
+    tool_schemas = GraphToolSerializer(many=True, help_text="The same tools, with their JSON schemas.")
+    handoffs = serializers.ListField(child=serializers.CharField(), help_text="The agents it may hand off to.")
+    conversation_starters = serializers.ListField(child=serializers.CharField())
+    quick_replies = serializers.ListField(child=serializers.CharField())
 
 
 class GraphEdgeSerializer(serializers.Serializer):
@@ -325,16 +369,57 @@ class GraphEdgeSerializer(serializers.Serializer):
                         "name": "Billing",
                         "description": "Invoices and payments.",
                         "class_name": "tools",
+                        "model": "offline/aihub-offline-1",
                         "enabled": True,
+                        "is_entry_point": False,
                         "tools": ["calculator"],
+                        "tool_schemas": [
+                            {
+                                "name": "calculator",
+                                "description": "Evaluate an arithmetic expression.",
+                                "parameters": {
+                                    "type": "object",
+                                    "properties": {"expression": {"title": "Expression", "type": "string"}},
+                                    "required": ["expression"],
+                                    "additionalProperties": False,
+                                },
+                                "requires_approval": False,
+                            }
+                        ],
+                        "handoffs": [],
+                        "conversation_starters": [],
+                        "quick_replies": ["Pay now", "Send me the invoice"],
                     },
                     {
                         "slug": "triage",
                         "name": "Triage",
                         "description": "Finds the right agent.",
                         "class_name": "tools",
+                        "model": "offline/aihub-offline-1",
                         "enabled": True,
-                        "tools": ["set_state", "transfer_to_agent"],
+                        "is_entry_point": True,
+                        "tools": ["transfer_to_agent"],
+                        "tool_schemas": [
+                            {
+                                "name": "transfer_to_agent",
+                                "description": "Hand the conversation over to another agent: it answers the "
+                                "user's next message on this thread. Agents you can hand off to:\n- billing: "
+                                "Questions about invoices and payments.",
+                                "parameters": {
+                                    "type": "object",
+                                    "properties": {
+                                        "agent": {"const": "billing", "type": "string"},
+                                        "reason": {"default": "", "maxLength": 1000, "type": "string"},
+                                    },
+                                    "required": ["agent"],
+                                    "additionalProperties": False,
+                                },
+                                "requires_approval": False,
+                            }
+                        ],
+                        "handoffs": ["billing"],
+                        "conversation_starters": ["I have a question about my invoice", "What can you do?"],
+                        "quick_replies": [],
                     },
                 ],
                 "edges": [

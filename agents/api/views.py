@@ -26,11 +26,11 @@ from rest_framework.response import Response
 
 from agents import selectors, services
 from agents.api import serializers as s
-from agents.handoffs import TRANSFER_TOOL
+from agents.handoffs import transfer_tool
 from agents.models import Agent, AgentVersion, Handoff
 from agents.registry import AgentClass, agent_classes, get_agent_class
 from agents.selectors import AGENTS_RESOURCE
-from agents.tools import ToolArgumentsInvalid, ToolContext, ToolError, get_tool
+from agents.tools import Tool, ToolArgumentsInvalid, ToolContext, ToolError, get_tool
 from aihub.access.api.views import TENANT_PARAMETER
 from aihub.access.principal import WRITE_SCOPE
 from aihub.access.rules import Level, granted_ids
@@ -420,34 +420,57 @@ class AgentHandoffDetailView(TenantApiView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+def _tool_body(tool: Tool) -> dict[str, Any]:
+    return {
+        "name": tool.name,
+        "description": tool.description,
+        "parameters": tool.parameters_schema,
+        "requires_approval": tool.requires_approval,
+    }
+
+
 @extend_schema(parameters=[TENANT_PARAMETER], tags=["agents"])
 class AgentGraphView(TenantApiView):
     @extend_schema(
         responses=s.AgentGraphSerializer,
-        summary="Agents, their tools and handoff edges",
-        description="Nodes are the agents you can see, each with the tools its model is offered "
-        "(`transfer_to_agent` when it has an edge to an enabled agent and its class calls tools); edges are the "
-        "handoffs between agents you can see.",
+        summary="Agents, their tools and handoff edges (metadata for frontends)",
+        description="Nodes are the agents you can see, each with the model its jobs use, the tools its model is "
+        "offered (`transfer_to_agent` when it has an edge to an enabled agent and its class calls tools) with their "
+        "JSON schemas, its handoff targets, its conversation starters and quick replies, and `is_entry_point`: "
+        "enabled, and no agent you can see hands off to it (where a conversation starts). Edges are the handoffs "
+        "between agents you can see. Three queries, however many agents.",
     )
     def get(self, request: Request, tenant: str) -> Response:
         # Like the agent list: a caller whose rules name single agents sees those (and an empty graph without any).
         agents = list(selectors.agent_list(principal=self.principal))
         edges = list(selectors.handoff_list(principal=self.principal))
-        transfers = {edge.source_id for edge in edges if edge.target.enabled}
+        outgoing: dict[Any, list[Handoff]] = {}
+        for edge in edges:
+            outgoing.setdefault(edge.source_id, []).append(edge)
+        targets = {edge.target_id for edge in edges}
         nodes = []
         for agent in agents:
             agent_class = get_agent_class(agent.class_name)
-            tools = list(agent.tools)
-            if agent.pk in transfers and agent_class is not None and agent_class.tool_names():
-                tools.append(TRANSFER_TOOL)
+            tools = [tool for name in agent.tools if (tool := get_tool(name)) is not None]
+            if agent_class is not None and agent_class.tool_names():
+                enabled_edges = [edge for edge in outgoing.get(agent.pk, []) if edge.target.enabled]
+                transfer = transfer_tool(edges=sorted(enabled_edges, key=lambda edge: edge.target.slug))
+                if transfer is not None:
+                    tools.append(transfer)
             nodes.append(
                 {
                     "slug": agent.slug,
                     "name": agent.name,
                     "description": agent.description,
                     "class_name": agent.class_name,
+                    "model": selectors.agent_model(agent),
                     "enabled": agent.enabled,
-                    "tools": tools,
+                    "is_entry_point": agent.enabled and agent.pk not in targets,
+                    "tools": [tool.name for tool in tools],
+                    "tool_schemas": [_tool_body(tool) for tool in tools],
+                    "handoffs": [edge.target.slug for edge in outgoing.get(agent.pk, [])],
+                    "conversation_starters": list(agent.conversation_starters),
+                    "quick_replies": list(agent.quick_replies),
                 }
             )
         body = {

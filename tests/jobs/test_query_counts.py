@@ -98,9 +98,9 @@ def test_running_an_instant_job_costs_a_fixed_number_of_statements(membership: M
     # Claim: the job, one conditional UPDATE, job.started (2). Run: the agent version, the history, then per
     # batch of events (llm.started; the first chunk, at once; the other 49 with llm.completed) the numbers (the
     # thread's lock), the claim's control state and one INSERT. Finish: the control state, the price, the job,
-    # the usage reservations, the reply and its event with the final event (3). PostgreSQL also takes the
-    # thread's row lock in claim and finish.
-    expect(run, sqlite=22, postgresql=24)
+    # the usage reservations, the reply and its event with the final event (3), the turn's checkpoint (one
+    # INSERT ... SELECT). PostgreSQL also takes the thread's row lock in claim and finish.
+    expect(run, sqlite=23, postgresql=25)
 
 
 def test_reading_a_running_jobs_state_costs_a_fixed_number_of_statements(

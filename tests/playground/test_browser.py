@@ -150,12 +150,23 @@ def test_a_reload_mid_answer_shows_the_thread_again_and_the_answer_completes_wit
     assert page(browser, "state.repeated") == 0
 
 
-def test_the_page_shows_tool_calls_and_their_results(embedded_server: tuple[str, str], browser: WebDriver) -> None:
+def test_a_conversation_starter_sends_the_first_message_and_the_page_shows_the_tool_calls(
+    embedded_server: tuple[str, str], browser: WebDriver
+) -> None:
     base, _token = embedded_server
     log_in_and_open_a_thread(browser, base, "calculator")
 
-    say(browser, "calculate 2 * (3 + 4)")
+    starters = browser.find_elements(By.CSS_SELECTOR, "#starters button.starter")
+    assert [str(s.text) for s in starters] == ["calculate 2 * (3 + 4)", "use current_time"]
+    starters[0].click()
     wait_for(browser, lambda d: text_of(d, "job-status") == "succeeded")
+
+    assert [str(e.text) for e in browser.find_elements(By.CSS_SELECTOR, "#transcript .bubble.user")] == [
+        "calculate 2 * (3 + 4)"
+    ]
+    # Once answered, the starters give way to the agent's quick replies.
+    replies = browser.find_elements(By.CSS_SELECTOR, "#starters button")
+    assert [(str(r.text), r.get_attribute("class")) for r in replies] == [("calculate 6 * 7", "quick-reply")]
 
     tools = [str(e.text) for e in browser.find_elements(By.CSS_SELECTOR, "#transcript .bubble.tool")]
     assert tools[0].startswith("→ calculator(")

@@ -12,7 +12,7 @@ from tests.threads.factories import ThreadFactory
 from threads import services
 from threads.admin import RECENT_EVENTS
 from threads.events import EventType, NewEvent
-from threads.models import Event, Message, Thread
+from threads.models import Checkpoint, Event, Message, Thread
 
 pytestmark = pytest.mark.django_db
 
@@ -93,3 +93,17 @@ def test_a_staff_user_without_permissions_sees_nothing(thread: Thread) -> None:
     client.force_login(User.objects.create_user("clerk", is_staff=True))
 
     assert client.get(url("thread_changelist")).status_code == 403
+
+
+def test_a_thread_page_lists_its_checkpoints_and_deleting_the_thread_takes_them_along(
+    admin_site: Client, thread: Thread
+) -> None:
+    services.thread_state_update(thread=thread, state={"plan": "premium"})
+    services.checkpoint_record(thread_id=thread.pk, job_id=None, agent_id=None)
+
+    page = admin_site.get(url("thread_change", thread.pk)).content.decode()
+    deleted = admin_site.post(url("thread_delete", thread.pk), {"post": "yes"})
+
+    assert "Checkpoints" in page and "premium" in page
+    assert deleted.status_code == 302
+    assert not Checkpoint.objects.exists()

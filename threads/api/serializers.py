@@ -371,3 +371,130 @@ class ThreadStateUpdateSerializer(StrictSerializer):
         default="merge",
         help_text="merge: set these keys, keep the others; replace: the state becomes exactly this.",
     )
+
+
+# --- Runtime view, checkpoints and forks ----------------------------------------------------------------
+
+CHECKPOINT_EXAMPLE: dict[str, Any] = {
+    "id": "3e4f5a6b-7777-4c8d-9e0f-1a2b3c4d5e6f",
+    "thread": THREAD_ID,
+    "job": JOB_EXAMPLE["id"],
+    "agent": "8d9e0f1a-6666-4a7b-8c9d-0e1f2a3b4c5d",
+    "message": "2b3c4d5e-8888-4f6a-9b0c-1d2e3f4a5b6c",
+    "event_id": 12,
+    "state": {"customer_id": 42},
+    "created_at": "2025-01-01T12:03:10Z",
+}
+
+
+@extend_schema_serializer(examples=[OpenApiExample("After a turn", value=CHECKPOINT_EXAMPLE, response_only=True)])
+class CheckpointSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    thread = serializers.UUIDField(source="thread_id")
+    job = serializers.UUIDField(source="job_id", allow_null=True, help_text="The job whose turn ended here.")
+    agent = serializers.UUIDField(
+        source="agent_id", allow_null=True, help_text="The active agent: who answers the next message."
+    )
+    message = serializers.UUIDField(
+        source="message_id", allow_null=True, help_text="The last message: the checkpoint has the messages up to it."
+    )
+    event_id = serializers.IntegerField(source="event_sequence", help_text="The id of the turn's last event.")
+    state = serializers.JSONField(help_text="The thread's state at that point.")
+    created_at = serializers.DateTimeField()
+
+
+class RuntimeJobSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="job.pk")
+    status = serializers.CharField(source="job.status")
+    agent = serializers.CharField(source="job.agent.slug")
+    step = serializers.CharField(
+        allow_null=True, help_text="The type of the job's latest step event (as in jobs/{id}/state)."
+    )
+
+
+class PendingActionSerializer(serializers.Serializer):
+    job = serializers.UUIDField()
+    agent = serializers.CharField()
+    request = serializers.JSONField(help_text="What the job asks for; answer it with POST jobs/{id}/respond.")
+
+
+class HandoffStepSerializer(serializers.Serializer):
+    event = serializers.IntegerField(help_text="The id of the handoff event.")
+    to = serializers.CharField(allow_null=True)
+    reason = serializers.CharField(allow_blank=True)
+    at = serializers.DateTimeField()
+
+    def get_fields(self) -> dict[str, Any]:
+        # ``from`` is a Python keyword, so it cannot be declared above.
+        return {"from": serializers.CharField(allow_null=True), **super().get_fields()}
+
+
+RUNTIME_EXAMPLE: dict[str, Any] = {
+    "thread": THREAD_ID,
+    "active_agent": {"id": "8d9e0f1a-6666-4a7b-8c9d-0e1f2a3b4c5d", "slug": "billing", "name": "Billing"},
+    "active_job": {"id": JOB_EXAMPLE["id"], "status": "requires_action", "agent": "billing", "step": "tool.started"},
+    "queued_jobs": 0,
+    "pending_actions": [
+        {
+            "job": JOB_EXAMPLE["id"],
+            "agent": "billing",
+            "request": {
+                "type": "tool_approval",
+                "tool": "refund",
+                "arguments": {"order": 1042},
+                "requested_at": "2025-01-01T12:03:09Z",
+            },
+        }
+    ],
+    "handoffs": [
+        {"event": 7, "from": "triage", "to": "billing", "reason": "An invoice question.", "at": "2025-01-01T12:01:00Z"}
+    ],
+    "state": {"customer_id": 42},
+    "state_version": 5,
+    "variables": {"customer_id": 42},
+    "last_event_id": 14,
+    "latest_checkpoint": CHECKPOINT_EXAMPLE,
+}
+
+
+@extend_schema_serializer(
+    examples=[OpenApiExample("Waiting for an approval", value=RUNTIME_EXAMPLE, response_only=True)]
+)
+class ThreadRuntimeSerializer(serializers.Serializer):
+    thread = serializers.UUIDField()
+    active_agent = AgentRefSerializer(
+        allow_null=True,
+        help_text="Who answers the next message when none is named: the latest handoff's target, else the active "
+        "job's agent, else the latest checkpoint's.",
+    )
+    active_job = RuntimeJobSerializer(
+        allow_null=True, help_text="The job running (or waiting) on the thread, else the next queued."
+    )
+    queued_jobs = serializers.IntegerField(help_text="Jobs waiting their turn on the thread.")
+    pending_actions = PendingActionSerializer(many=True, help_text="Human-in-the-loop requests waiting for an answer.")
+    handoffs = HandoffStepSerializer(many=True, help_text="The handoff chain, oldest first.")
+    state = serializers.JSONField(help_text="The thread's state (PATCH .../state changes it).")
+    state_version = serializers.IntegerField(
+        help_text="The id of the latest state.updated event (0 before any): it grows with every change of the state."
+    )
+    variables = serializers.JSONField(
+        source="state", help_text="SwarmForge's session variables: the same object as `state`."
+    )
+    last_event_id = serializers.IntegerField()
+    latest_checkpoint = CheckpointSerializer(allow_null=True)
+
+
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "From a checkpoint",
+            value={"checkpoint": CHECKPOINT_EXAMPLE["id"], "title": "Refund, the other way"},
+            request_only=True,
+        )
+    ]
+)
+class ThreadForkSerializer(StrictSerializer):
+    checkpoint = serializers.UUIDField(help_text="One of this thread's checkpoints (GET .../checkpoints).")
+    title = serializers.CharField(
+        max_length=300, required=False, allow_blank=True, help_text="The new thread's title; default: the source's."
+    )

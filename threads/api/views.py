@@ -23,6 +23,7 @@ from aihub.access.api.views import TENANT_PARAMETER
 from aihub.api.base import AsyncTenantApiView, TenantScopedViewSet, caller
 from aihub.api.pagination import EnvelopePagination
 from aihub.db import db_call
+from jobs import selectors as job_selectors
 from jobs.api import submission
 from jobs.models import Job
 from threads import selectors, services
@@ -55,7 +56,9 @@ class ThreadViewSet(TenantScopedViewSet):
     def get_serializer_class(self) -> Any:
         # The thread's sub-resources are paginated lists of other things; the browsable API and the schema
         # generator ask this, so each action names its own item type.
-        return {"members": s.ThreadMemberSerializer}.get(self.action, s.ThreadSerializer)
+        return {"members": s.ThreadMemberSerializer, "checkpoints": s.CheckpointSerializer}.get(
+            self.action, s.ThreadSerializer
+        )
 
     # --- The thread ---------------------------------------------------------------------------------------
 
@@ -202,6 +205,49 @@ class ThreadViewSet(TenantScopedViewSet):
             data = _parsed(s.ThreadStateUpdateSerializer, request.data)
             thread = services.thread_state_update(thread=thread, state=data["state"], mode=data["mode"])
         return Response({"state": thread.state})
+
+    # --- Runtime view, checkpoints and forks ---------------------------------------------------------------
+
+    @extend_schema(
+        parameters=[THREAD_ID_PARAMETER],
+        responses=s.ThreadRuntimeSerializer,
+        summary="What is going on in the thread now: active agent, job and step, pending requests, handoffs",
+        description="The active agent (who answers the next message when none is named), the active job with its "
+        "step, the human-in-the-loop requests waiting for an answer (answer them with jobs/{id}/respond), the "
+        "handoff chain, the state with its version, and the latest checkpoint. `variables` is SwarmForge's name "
+        "for the same object as `state`.",
+    )
+    def runtime(self, request: Request, tenant: str, pk: str) -> Response:
+        return Response(s.ThreadRuntimeSerializer(job_selectors.thread_runtime(thread=self.get_object())).data)
+
+    @extend_schema(
+        parameters=[THREAD_ID_PARAMETER],
+        responses=s.CheckpointSerializer(many=True),
+        summary="The thread's checkpoints, newest first (one per finished turn)",
+        description="Each finished turn records the thread as it left it: its last message (the checkpoint has the "
+        "messages up to it), its last event, the state and the active agent. Fork from one with .../fork.",
+    )
+    def checkpoints(self, request: Request, tenant: str, pk: str) -> Response:
+        page = self.paginate_queryset(selectors.checkpoint_list(thread=self.get_object()))
+        return self.get_paginated_response(s.CheckpointSerializer(page, many=True).data)
+
+    @extend_schema(
+        parameters=[THREAD_ID_PARAMETER],
+        request=s.ThreadForkSerializer,
+        responses={201: s.ThreadSerializer},
+        summary="A new thread from one of this thread's checkpoints (time travel)",
+        description="Copies the messages up to the checkpoint and its state into a new thread of the tenant, with "
+        "you as member and the checkpoint's active agent as its agent; `metadata.forked_from` names the source "
+        "thread and checkpoint. The source is not changed. A checkpoint of another thread is a 400.",
+    )
+    def fork(self, request: Request, tenant: str, pk: str) -> Response:
+        self.principal.require("user", "threads")
+        thread = self.get_object()
+        data = _parsed(s.ThreadForkSerializer, request.data)
+        forked = services.thread_fork(
+            thread=thread, checkpoint_id=data["checkpoint"], created_by=caller(request), title=data.get("title")
+        )
+        return Response(s.ThreadSerializer(forked).data, status=status.HTTP_201_CREATED)
 
 
 @extend_schema(parameters=[TENANT_PARAMETER], tags=["threads"])

@@ -20,6 +20,7 @@ DEMO_AGENTS: list[dict[str, Any]] = [
         "class_name": "echo",
         "description": "Repeats what you say, word by word. Needs no model.",
         "config": {"chunk_delay_seconds": 0.05},
+        "conversation_starters": ["Hello there!", "Say this back to me word by word"],
     },
     {
         "slug": "assistant",
@@ -38,6 +39,9 @@ DEMO_AGENTS: list[dict[str, Any]] = [
         "description": "Calls the calculator and clock tools (try: calculate 2 * (3 + 4)).",
         "model": DEFAULT_MODEL,
         "tools": ["calculator", "current_time"],
+        # The offline model calls a tool on "use <name>" or a "calculate" request: these run one each.
+        "conversation_starters": ["calculate 2 * (3 + 4)", "use current_time"],
+        "quick_replies": ["calculate 6 * 7"],
     },
 ]
 

@@ -30,6 +30,7 @@
     activeJob: null,
     assistant: new Map(), // job id -> the bubble its llm.chunk deltas stream into
     refs: 0,
+    agents: new Map(), // slug -> the agent as the API gives it (its conversation starters among the rest)
   };
 
   // --- REST ----------------------------------------------------------------------------------------------
@@ -66,6 +67,7 @@
   async function loadTenant(slug) {
     state.tenant = slug;
     const agents = await api(`${slug}/agents/?limit=200`);
+    state.agents = new Map(agents.items.map((a) => [a.slug, a]));
     $("agent").replaceChildren();
     fill($("agent"), agents.items, (a) => a.slug, (a) => `${a.name} (${a.slug})`);
     const threads = await api(`${slug}/threads/?limit=50`);
@@ -86,7 +88,36 @@
     $("send").disabled = Boolean(state.thread) && !(state.socket && state.socket.readyState === WebSocket.OPEN);
   }
 
+  // Suggestions under the transcript: a click sends one as if it had been typed. The agent's conversation
+  // starters while the thread has nothing in it yet (a new thread, or one just opened whose log is empty), its
+  // quick replies after an answer of the page's own (a live one, not one replayed); anything drawn hides them.
+  function suggest(texts, kind) {
+    const buttons = texts.map((text) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = kind;
+      button.textContent = text;
+      button.addEventListener("click", () => {
+        $("message").value = text;
+        $("composer").requestSubmit();
+      });
+      return button;
+    });
+    $("starters").replaceChildren(...buttons);
+    $("starters").hidden = !buttons.length;
+  }
+
+  function selectedAgent() {
+    return state.agents.get($("agent").value) || {};
+  }
+
+  function showStarters() {
+    const empty = $("transcript").children.length === 0 && state.lastEventId === 0;
+    suggest(empty ? selectedAgent().conversation_starters || [] : [], "starter");
+  }
+
   function bubble(kind, text) {
+    $("starters").hidden = true;
     const div = document.createElement("div");
     div.className = `bubble ${kind}`;
     div.textContent = text;
@@ -172,7 +203,10 @@
         if (event.type.startsWith("job.")) {
           // The job's status as the API names it (job.started means it is running).
           setJob(event.job, event.type === "job.started" ? "running" : event.type.slice(4));
-          if (event.type === "job.succeeded") showUsage(data.usage);
+          if (event.type === "job.succeeded") {
+            showUsage(data.usage);
+            if (state.live) suggest(selectedAgent().quick_replies || [], "quick-reply");
+          }
           if (event.type === "job.failed") bubble("note", `failed: ${(data.error && data.error.detail) || ""}`);
           if (event.type === "job.cancelled") bubble("note", "cancelled");
         }
@@ -287,6 +321,7 @@
     $("last-event-id").textContent = "0";
     $("usage").textContent = "";
     setJob(null, "—");
+    showStarters();
   }
 
   async function openThread() {
@@ -318,7 +353,12 @@
   // --- wiring --------------------------------------------------------------------------------------------
 
   $("open-thread").addEventListener("click", openThread);
-  $("tenant").addEventListener("change", () => loadTenant($("tenant").value).catch((e) => showError(e.message)));
+  $("tenant").addEventListener("change", () =>
+    loadTenant($("tenant").value)
+      .then(showStarters)
+      .catch((e) => showError(e.message)),
+  );
+  $("agent").addEventListener("change", showStarters);
   $("composer").addEventListener("submit", async (submitted) => {
     submitted.preventDefault();
     const content = $("message").value.trim();
@@ -367,6 +407,7 @@
       $("tenant").value = slugs.includes(linkedTenant) ? linkedTenant : slugs.includes("demo") ? "demo" : slugs[0];
       await loadTenant($("tenant").value);
       setConnection("closed"); // no thread open yet: Send is ready to start one
+      showStarters();
       if (linkedThread) {
         // A reload: the thread's whole log is replayed, so the page shows it as it was, then goes on live.
         const thread = await api(`${state.tenant}/threads/${linkedThread}/`).catch(() => null);
