@@ -7,6 +7,7 @@ from oauth2_provider import urls as oauth_urls
 
 urlpatterns = [
     path("api/v1/", include("aihub.api.urls")),
+    path("openai/v1/", include("aihub.interop.responses")),  # before the next, which 404s every other path
     path("openai/v1/", include("aihub.interop.openai_api")),
     # The grant endpoints and their metadata only: OAuth2 applications are registered by operators in the admin,
     # not by any signed-in user through django-oauth-toolkit's management pages (nor its dynamic registration).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -114,10 +115,12 @@ def job_submit(
     expires_at: datetime | None = None,
     job_id: uuid.UUID | None = None,
     webhook: str = "",
+    metadata: dict[str, str] | None = None,
 ) -> tuple[Job, bool]:
     """Store the user's message and a queued job for it; returns (job, created).
 
     ``webhook``: a URL the job's final state is POSTed to (jobs.webhooks), checked here against the allowlist.
+    ``metadata``: the caller's own key/value pairs (the Responses API's ``metadata``), kept in ``job.input``.
 
     With an idempotency key already used by this user in this tenant, the earlier job is returned and nothing
     is written. So too with a client-chosen ``job_id`` that this user already used for this agent; the same id
@@ -144,6 +147,7 @@ def job_submit(
             expires_at=expires_at,
             job_id=job_id,
             webhook=webhook,
+            metadata=metadata or {},
         )
     except _AlreadySubmitted as taken:
         return taken.job, False
@@ -171,6 +175,7 @@ def _submit(
     expires_at: datetime | None,
     job_id: uuid.UUID | None = None,
     webhook: str = "",
+    metadata: dict[str, str] | None = None,
 ) -> Job:
     if not agent.enabled:
         raise Conflict(f"Agent {agent.slug!r} is disabled.")
@@ -207,6 +212,8 @@ def _submit(
             "content": blocks,
             "additional_instructions": additional_instructions,
             "context": context,
+            # Only when given: every other job's input stays as it was.
+            **({"metadata": metadata} if metadata else {}),
         },
         idempotency_key=idempotency_key,
         expires_at=expires_at,
@@ -664,11 +671,28 @@ def job_results_purge(*, now: datetime) -> int:
     purged = 0
     # In batches, so a first run over a long history neither holds one huge transaction nor loads every id.
     while job_ids := list(due.order_by("expires_at").values_list("pk", flat=True)[:500]):
-        with transaction.atomic():
-            # django-cleanup removes the files on post_delete, which this delete sends for every row.
-            Artifact.objects.filter(job_id__in=job_ids).delete()
-            purged += due.filter(pk__in=job_ids).update(output={}, resume_state=None, results_purged_at=now)
+        purged += _results_purge(due.filter(pk__in=job_ids), now=now)
     return purged
+
+
+@transaction.atomic
+def _results_purge(jobs: QuerySet[Job], *, now: datetime) -> int:
+    # django-cleanup removes the files on post_delete, which this delete sends for every row.
+    Artifact.objects.filter(job__in=jobs.values("pk")).delete()
+    return jobs.update(output={}, resume_state=None, results_purged_at=now)
+
+
+@transaction.atomic
+def job_results_delete(*, job: Job) -> None:
+    """Purge one job's results now, as the janitor does past their retention (see :func:`job_results_purge`),
+    cancelling the job first (``immediate``) while it is still active: what the Responses API's delete means.
+
+    Usage and cost stay for accounting; the thread keeps the messages, which are the conversation's.
+    """
+    if not job.is_final:
+        with contextlib.suppress(Conflict):  # it ended meanwhile: nothing left to stop
+            job_cancel(job=job, mode=CancelMode.IMMEDIATE)
+    _results_purge(Job.objects.filter(pk=job.pk), now=timezone.now())
 
 
 # --- Artifacts ------------------------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ def turn_submit(
     earlier: Sequence[EarlierMessage] = (),
     additional_instructions: str = "",
     context: dict[str, Any] | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> Job:
     """Store the message (on ``thread``, or a new thread) and start the agent's job for it.
 
@@ -73,6 +74,7 @@ def turn_submit(
             thread=thread,
             additional_instructions=additional_instructions,
             context=context,
+            metadata=metadata,
         )
     return job
 
