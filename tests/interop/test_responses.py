@@ -39,6 +39,10 @@ def slow_echo(embedded_server: tuple[str, str]) -> str:
     return "slow-echo"
 
 
+def first_text(item: Any) -> str:
+    return str(item.content[0].text)
+
+
 def thread_messages(embedded_server: tuple[str, str], thread: str) -> list[dict[str, Any]]:
     base, token = embedded_server
     status, page = http_json(f"{base}/api/v1/demo/threads/{thread}/messages/", token=token)
@@ -117,7 +121,7 @@ def test_previous_response_id_continues_the_thread(client: OpenAI) -> None:
     # The second turn's prompt held the first turn too.
     assert second.usage.input_tokens > alone.usage.input_tokens
     items = client.responses.input_items.list(second.id)
-    assert [item.content[0].text for item in items.data] == ["What is my name?"]  # type: ignore[union-attr]
+    assert [first_text(item) for item in items.data] == ["What is my name?"]
 
 
 def test_input_items_are_the_responses_own_input_newest_first(client: OpenAI) -> None:
@@ -130,7 +134,7 @@ def test_input_items_are_the_responses_own_input_newest_first(client: OpenAI) ->
         ],
     )
     items = client.responses.input_items.list(response.id)
-    assert [(item.role, item.content[0].text) for item in items.data] == [  # type: ignore[union-attr]
+    assert [(item.role, first_text(item)) for item in items.data] == [  # type: ignore[union-attr]
         ("user", "second"),
         ("assistant", "first"),
         ("user", "first"),
@@ -166,7 +170,8 @@ def test_a_running_response_is_cancelled(client: OpenAI, slow_echo: str) -> None
     assert client.responses.retrieve(started.id).status == "cancelled"
     assert client.responses.cancel(started.id).status == "cancelled"
     events = list(client.responses.retrieve(started.id, stream=True))
-    assert events[-1].type == "response.incomplete" and events[-1].response.status == "cancelled"  # type: ignore[union-attr]
+    last: Any = events[-1]
+    assert (last.type, last.response.status) == ("response.incomplete", "cancelled")
 
 
 def test_a_deleted_response_is_gone_and_its_thread_stays(client: OpenAI, embedded_server: tuple[str, str]) -> None:
@@ -191,17 +196,18 @@ def test_a_response_not_stored_is_answered_then_gone(client: OpenAI) -> None:
 
 
 def test_bad_requests_are_openai_errors(client: OpenAI) -> None:
+    wrong: Any = {"number": 5, "text": "yes", "robot": [{"role": "robot", "content": "hi"}]}
     with pytest.raises(openai.NotFoundError) as unknown_model:
         client.responses.create(model="no-such-agent", input="hi")
     assert (unknown_model.value.code, unknown_model.value.param) == ("model_not_found", "model")
     with pytest.raises(openai.BadRequestError) as bad_input:
-        client.responses.create(model="echo", input=5)  # type: ignore[arg-type]
+        client.responses.create(model="echo", input=wrong["number"])
     assert (bad_input.value.code, bad_input.value.param) == ("invalid_type", "input")
     with pytest.raises(openai.BadRequestError) as bad_flag:
-        client.responses.create(model="echo", input="hi", stream="yes")  # type: ignore[call-overload]
+        client.responses.create(model="echo", input="hi", stream=wrong["text"])
     assert bad_flag.value.param == "stream"
     with pytest.raises(openai.BadRequestError) as bad_role:
-        client.responses.create(model="echo", input=[{"role": "robot", "content": "hi"}])  # type: ignore[list-item]
+        client.responses.create(model="echo", input=wrong["robot"])
     assert bad_role.value.param == "input[0].role"
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve("resp_" + "0" * 32)
