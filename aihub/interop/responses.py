@@ -540,7 +540,8 @@ async def response_frames(
             frames = translator.finish(await db_call(_ended, job.pk))
         elif event["type"] == "job.requires_action":
             # A person must answer, which no OpenAI client can: say so and stop (the job waits).
-            frames = [*translator.feed(event), translator.requires_action(str(job.pk), job.tenant.slug)]
+            waiting = await db_call(_ended, job.pk)  # for its tenant's slug, which the job may not have loaded
+            frames = [*translator.feed(event), translator.requires_action(str(job.pk), waiting.tenant.slug)]
         else:
             frames = translator.feed(event)
         for frame in frames:

@@ -4,21 +4,26 @@ tenant isolation through Django's test client."""
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import openai
 import pytest
+from asgiref.sync import async_to_sync
 from openai import OpenAI
 from rest_framework.test import APIClient
 
 from aihub.access.models import Membership
 from aihub.interop.conversation import turn_submit
-from aihub.interop.responses import response_id
+from aihub.interop.responses import response_base, response_frames, response_id
+from jobs.models import Job, JobStatus
 from tests.agents.factories import AgentFactory
 from tests.factories import MembershipFactory
 from tests.helpers import ClientAs
 from tests.sample_files import png
 from tests.servers import http_json
+from threads import services as thread_services
+from threads.events import EventType, NewEvent
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -239,3 +244,25 @@ def test_another_tenants_response_is_not_found(client_as: ClientAs, membership: 
     assert continued.json()["error"]["param"] == "previous_response_id"
     owner = client_as(membership).get(f"/openai/v1/responses/{response_id(job)}")
     assert owner.status_code == 200 and owner.json()["status"] == "queued"
+
+
+# The stream reads the log through database_sync_to_async, which closes a connection inside a test's transaction.
+@pytest.mark.django_db(transaction=True)
+def test_a_stream_of_a_job_that_waits_for_a_person_ends_with_an_error_event(membership: Membership) -> None:
+    agent = AgentFactory.create(tenant=membership.tenant, slug="echo")
+    job = turn_submit(agent=agent, user=membership.user, content="Refund order 42")
+    # What the runner does when a tool needs approval: the job pauses and says so in the log.
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.REQUIRES_ACTION)
+    thread_services.events_append(
+        thread=job.thread, events=[NewEvent(EventType.JOB_REQUIRES_ACTION, {"id": str(job.pk)}, job_id=job.pk)]
+    )
+    base = response_base(job, default_tenant_id=membership.tenant_id)
+
+    async def frames() -> list[str]:
+        return [frame async for frame in response_frames(job, base)]
+
+    sent = [frame for frame in async_to_sync(frames)() if frame.startswith("event:")]
+    assert [frame.split("\n")[0] for frame in sent] == ["event: response.created", "event: error"]
+    error = json.loads(sent[-1].split("data: ", 1)[1])
+    assert (error["code"], error["sequence_number"]) == ("requires_action", 1)
+    assert f"jobs/{job.pk}/respond" in error["message"]
