@@ -9,6 +9,7 @@ from aihub.interop.agui import AguiRunView
 
 urlpatterns = [
     path("api/v1/", include("aihub.api.urls")),
+    path("openai/v1/", include("aihub.interop.responses")),  # before the next, which 404s every other path
     path("openai/v1/", include("aihub.interop.openai_api")),
     path("ag-ui/<slug:tenant>/<slug:agent>", AguiRunView.as_view(), name="agui-run"),
     # The grant endpoints and their metadata only: OAuth2 applications are registered by operators in the admin,

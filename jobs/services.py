@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -132,6 +133,7 @@ def job_submit(
     store_thread: bool = False,
     client_config: ClientConfig | None = None,
     client_tools: Sequence[dict[str, Any]] = (),
+    metadata: dict[str, str] | None = None,
 ) -> tuple[Job, bool]:
     """Store the user's message and a queued job for it; returns (job, created).
 
@@ -143,6 +145,8 @@ def job_submit(
     ephemeral thread, or with ``store_thread`` stored as a new thread's first messages. ``client_config``: the
     request's own model endpoint and key for this job only (jobs.credentials), its base URL checked against
     CLIENT_CONFIG_URL_ALLOWLIST; the caller's permission to bring one is the adapter's to check.
+
+    ``metadata``: the caller's own key/value pairs (the Responses API's ``metadata``), kept in ``job.input``.
 
     With an idempotency key already used by this user in this tenant, the earlier job is returned and nothing
     is written. So too with a client-chosen ``job_id`` that this user already used for this agent; the same id
@@ -183,6 +187,7 @@ def job_submit(
             store_thread=store_thread,
             client_config=client_config,
             client_tools=checked_tools,
+            metadata=metadata or {},
         )
     except _AlreadySubmitted as taken:
         return taken.job, False
@@ -214,6 +219,7 @@ def _submit(
     store_thread: bool = False,
     client_config: ClientConfig | None = None,
     client_tools: list[dict[str, Any]] | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> Job:
     if not agent.enabled:
         raise Conflict(f"Agent {agent.slug!r} is disabled.")
@@ -259,6 +265,8 @@ def _submit(
         given["client_config"] = True  # only that there is one: the credentials travel sealed (jobs.credentials)
     if client_tools:
         given["client_tools"] = client_tools
+    if metadata:
+        given["metadata"] = metadata  # only when given: every other job's input stays as it was
     job = Job.objects.create(
         id=job_id or uuid.uuid4(),
         tenant_id=agent.tenant_id,
@@ -824,11 +832,28 @@ def job_results_purge(*, now: datetime) -> int:
     purged = 0
     # In batches, so a first run over a long history neither holds one huge transaction nor loads every id.
     while job_ids := list(due.order_by("expires_at").values_list("pk", flat=True)[:500]):
-        with transaction.atomic():
-            # django-cleanup removes the files on post_delete, which this delete sends for every row.
-            Artifact.objects.filter(job_id__in=job_ids).delete()
-            purged += due.filter(pk__in=job_ids).update(output={}, resume_state=None, results_purged_at=now)
+        purged += _results_purge(due.filter(pk__in=job_ids), now=now)
     return purged
+
+
+@transaction.atomic
+def _results_purge(jobs: QuerySet[Job], *, now: datetime) -> int:
+    # django-cleanup removes the files on post_delete, which this delete sends for every row.
+    Artifact.objects.filter(job__in=jobs.values("pk")).delete()
+    return jobs.update(output={}, resume_state=None, results_purged_at=now)
+
+
+@transaction.atomic
+def job_results_delete(*, job: Job) -> None:
+    """Purge one job's results now, as the janitor does past their retention (see :func:`job_results_purge`),
+    cancelling the job first (``immediate``) while it is still active: what the Responses API's delete means.
+
+    Usage and cost stay for accounting; the thread keeps the messages, which are the conversation's.
+    """
+    if not job.is_final:
+        with contextlib.suppress(Conflict):  # it ended meanwhile: nothing left to stop
+            job_cancel(job=job, mode=CancelMode.IMMEDIATE)
+    _results_purge(Job.objects.filter(pk=job.pk), now=timezone.now())
 
 
 # --- Artifacts ------------------------------------------------------------------------------------------------

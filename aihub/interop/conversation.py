@@ -53,6 +53,7 @@ def turn_submit(
     idempotency_key: str | None = None,
     client_tools: Sequence[dict[str, Any]] = (),
     state: dict[str, Any] | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> Job:
     """Store the message (on ``thread``, or a new thread) and start the agent's job for it.
 
@@ -93,6 +94,7 @@ def turn_submit(
             job_id=job_id,
             idempotency_key=idempotency_key,
             client_tools=client_tools,
+            metadata=metadata,
         )
         if created and state is not None and state != job.thread.state:
             thread_services.thread_state_update(

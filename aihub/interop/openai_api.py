@@ -566,6 +566,52 @@ def _store_inline_images(
     return result
 
 
+def thread_of(usable: UsableAgent, thread_id: uuid.UUID, *, param: str) -> Thread:
+    """The thread a request continues, seen as the caller in the model's tenant; 404 ``thread_not_found``."""
+    try:
+        return thread_get(principal=usable.principal, thread_id=thread_id)
+    except Http404 as exc:
+        raise OpenAIError(
+            f"No thread '{thread_id}' in the model's tenant.", status=404, param=param, code="thread_not_found"
+        ) from exc
+
+
+def request_turn_submit(
+    request: Request,
+    *,
+    usable: UsableAgent,
+    content: list[dict[str, Any]],
+    earlier: list[EarlierMessage],
+    instructions: str,
+    thread: Thread | None,
+    metadata: dict[str, str] | None = None,
+) -> Job:
+    """:func:`turn_submit` for an OpenAI request: its inline images are stored as the caller's files first, in the
+    same transaction, and their bytes discarded if the turn is refused."""
+    user, tenant = caller(request), usable.agent.tenant
+    stored: list[File] = []
+    try:
+        with transaction.atomic():
+            content = _store_inline_images(content, tenant=tenant, user=user, stored=stored)
+            earlier = [
+                replace(m, content=_store_inline_images(m.content, tenant=tenant, user=user, stored=stored))
+                for m in earlier
+            ]
+            return turn_submit(
+                agent=usable.agent,
+                user=user,
+                content=content,
+                thread=thread,
+                earlier=earlier,
+                additional_instructions=instructions,
+                metadata=metadata,
+            )
+    except BaseException:
+        # Storage is not transactional: the bytes of images whose rows were rolled back go too.
+        thread_services.files_discard_stored(files=stored)
+        raise
+
+
 class ChatCompletionsView(AsyncOpenAIView):
     # Async: a non-streamed completion waits on the channel layer for its job, holding no thread or connection.
     async def post(self, request: Request) -> HttpResponseBase:
@@ -585,38 +631,15 @@ class ChatCompletionsView(AsyncOpenAIView):
     def _submit(self, request: Request) -> tuple[ChatRequest, Job]:
         chat = parse_chat_request(request.data, thread_header=request.headers.get(THREAD_HEADER))
         usable = _model(request, chat.model, param="model")
-        thread: Thread | None = None
-        if chat.thread is not None:
-            try:
-                thread = thread_get(principal=usable.principal, thread_id=chat.thread)
-            except Http404 as exc:
-                raise OpenAIError(
-                    f"No thread '{chat.thread}' in the model's tenant.",
-                    status=404,
-                    param="metadata.thread",
-                    code="thread_not_found",
-                ) from exc
-        user, tenant = caller(request), usable.agent.tenant
-        stored: list[File] = []
-        try:
-            with transaction.atomic():
-                content = _store_inline_images(chat.content, tenant=tenant, user=user, stored=stored)
-                earlier = [
-                    replace(m, content=_store_inline_images(m.content, tenant=tenant, user=user, stored=stored))
-                    for m in chat.earlier
-                ]
-                job = turn_submit(
-                    agent=usable.agent,
-                    user=user,
-                    content=content,
-                    thread=thread,
-                    earlier=earlier,
-                    additional_instructions=chat.instructions,
-                )
-        except BaseException:
-            # Storage is not transactional: the bytes of images whose rows were rolled back go too.
-            thread_services.files_discard_stored(files=stored)
-            raise
+        thread = None if chat.thread is None else thread_of(usable, chat.thread, param="metadata.thread")
+        job = request_turn_submit(
+            request,
+            usable=usable,
+            content=chat.content,
+            earlier=chat.earlier,
+            instructions=chat.instructions,
+            thread=thread,
+        )
         return chat, job
 
     def _answer(self, job: Job, model: str, headers: dict[str, str]) -> Response:

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.django_db
 TENANT_PREFIX = "/api/v1/{tenant}/"
 METHODS = {"get", "post", "put", "patch", "delete"}
 PROBLEM = "application/problem+json"
+API_PREFIX = "/api/"  # aihub's own API; /openai/ answers in OpenAI's shapes (see the test at the end)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def test_every_tenant_operation_documents_401_403_and_404_as_problems(schema: di
 
 
 def test_every_operation_that_takes_a_body_documents_400_as_a_problem(schema: dict[str, Any]) -> None:
-    for path, method, operation in _operations(schema):
+    for path, method, operation in _operations(schema, API_PREFIX):
         if "requestBody" in operation:
             assert PROBLEM in operation["responses"]["400"]["content"], f"{method.upper()} {path}"
 
@@ -162,7 +163,7 @@ def test_no_response_example_shows_null_where_the_schema_forbids_it(schema: dict
 def test_every_event_stream_is_documented_as_server_sent_events_of_events(schema: dict[str, Any]) -> None:
     streams = {
         f"{method.upper()} {path}": response["content"]["text/event-stream"]["schema"]
-        for path, method, operation in _operations(schema)
+        for path, method, operation in _operations(schema, API_PREFIX)
         for status, response in operation["responses"].items()
         if status == "200" and "text/event-stream" in response.get("content", {})
     }
@@ -195,3 +196,23 @@ def test_the_documentation_pages_render(api_client: APIClient, page: str) -> Non
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/html")
     assert b"/api/v1/schema/" in response.content
+
+
+def test_the_openai_responses_routes_are_documented_with_openais_errors(schema: dict[str, Any]) -> None:
+    operations = {f"{method.upper()} {path}": operation for path, method, operation in _operations(schema, "/openai/")}
+
+    assert set(operations) == {
+        "POST /openai/v1/responses",
+        "GET /openai/v1/responses/{response_id}",
+        "DELETE /openai/v1/responses/{response_id}",
+        "POST /openai/v1/responses/{response_id}/cancel",
+        "GET /openai/v1/responses/{response_id}/input_items",
+    }
+    for route, operation in operations.items():
+        for status in ("401", "404", "429", "503"):
+            content = operation["responses"][status]["content"]
+            assert set(content) == {"application/json"}, f"{route} {status}"
+            assert _resolve(schema, content["application/json"]["schema"])["properties"].keys() == {"error"}, route
+    create = operations["POST /openai/v1/responses"]
+    assert {"application/json", "text/event-stream"} <= create["responses"]["200"]["content"].keys()
+    assert create["requestBody"]["content"]["application/json"]["examples"]
