@@ -30,6 +30,7 @@ CURSOR_DESCRIPTION = (
     "Page by cursor instead of offset: empty for the first page, then the `next` (or `previous`) link's value. "
     "Stable while rows are added; the page has `next` and `previous` links and no `total`."
 )
+INVALID_CURSOR = "Not a cursor of this list; start with an empty one."
 NEXT_EXAMPLE = "https://aihub.example.com/api/v1/acme/jobs/?cursor=cD0yMDI1LTAxLTAxKzEyJTNBMDA%3D&limit=2"
 
 
@@ -113,7 +114,7 @@ class CursorEnvelopePagination(CursorPagination):
             return super().decode_cursor(request)
         except NotFound:
             # A cursor is a query parameter like any other: one this API did not give out is a 400, not a 404.
-            raise ValidationError({CURSOR_PARAMETER: "Not a cursor of this list; start with an empty one."}) from None
+            raise ValidationError({CURSOR_PARAMETER: INVALID_CURSOR}) from None
 
     def _check_position(self, queryset: QuerySet[Any], request: Request) -> None:
         # The position is compared with a column: one that is not a value of it (a forged cursor, a NUL byte)
@@ -125,7 +126,7 @@ class CursorEnvelopePagination(CursorPagination):
         try:
             field.to_python(cursor.position)
         except (ValidationError, ValueError, TypeError):
-            raise ValidationError({CURSOR_PARAMETER: "Not a cursor of this list; start with an empty one."}) from None
+            raise ValidationError({CURSOR_PARAMETER: INVALID_CURSOR}) from None
 
     def get_previous_link(self) -> str | None:
         link: str | None = super().get_previous_link()
