@@ -16,7 +16,7 @@ DEFAULTS: dict[str, Any] = {
     "TOKEN_LAST_USED_RESOLUTION_SECONDS": 60,
     "THROTTLE_RATES": {"token": "1200/minute", "ip": "3000/minute"},
     "PAGE_SIZE": 50,
-    "MAX_PAGE_SIZE": 200,
+    "MAX_PAGE_SIZE": 1000,
     "PROBLEM_PATH_PREFIXES": ["/api/"],
     # How deeply a JSON body, WebSocket frame or JSON form field may nest (aihub.api.parsers); deeper is a 400.
     "JSON_MAX_DEPTH": 64,

@@ -281,7 +281,7 @@ AIHUB: dict[str, Any] = {
         "ip": env.str("AIHUB_THROTTLE_IP", default="3000/minute"),
     },
     "PAGE_SIZE": 50,
-    "MAX_PAGE_SIZE": 200,
+    "MAX_PAGE_SIZE": 1000,
     "MAX_PENDING_REQUESTS": env.int("AIHUB_MAX_PENDING_REQUESTS", default=256),
     # Live streams: a WebSocket without credentials must send its auth frame this soon; SSE comment interval.
     "WS_AUTH_TIMEOUT_SECONDS": env.float("AIHUB_WS_AUTH_TIMEOUT_SECONDS", default=5.0),

@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
 from aihub.access.principal import Principal, principal_for
+from aihub.api.parsers import check_query
 from aihub.api.problems import not_found
 from aihub.api.throttling import IpRateThrottle
 
@@ -48,6 +49,10 @@ class ApiMixin:
             lookup = getattr(self, "lookup_url_kwarg", None) or getattr(self, "lookup_field", "pk")
             model = self.model or self.get_queryset().model
             raise not_found(str(model._meta.verbose_name), self.kwargs.get(lookup, "")) from None  # type: ignore[attr-defined]
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        check_query(request.query_params)
 
     def perform_authentication(self, request: Request) -> None:
         # Before authentication, so that failed credentials are rate limited by address as well.

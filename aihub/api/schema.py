@@ -8,6 +8,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from rest_framework import serializers
 
+from aihub.api.pagination import CursorOrOffsetPagination
 from aihub.api.problems import PROBLEM_CONTENT_TYPE
 
 
@@ -32,7 +33,7 @@ class ProblemSerializer(serializers.Serializer):
 
 
 ERROR_DESCRIPTIONS = {
-    "400": "Malformed or invalid request (validation errors are listed per field)",
+    "400": "Malformed or invalid request or query parameters (validation errors are listed per field)",
     "401": "Missing, invalid, expired or revoked credentials",
     "403": "The credential or role does not allow this",
     "404": "No such resource, or not visible to the caller",
@@ -49,7 +50,8 @@ class AutoSchema(SpectacularAutoSchema):
         wanted = ["429", "503"]
         if self.get_auth():
             wanted += ["401", "403"]
-        if self.method in ("POST", "PUT", "PATCH"):
+        # Query parameters are validated like bodies: a filter, cursor or date that does not parse is a 400.
+        if self.method in ("POST", "PUT", "PATCH") or any(p["in"] == "query" for p in self._get_parameters()):
             wanted.append("400")
         if "{" in self.path:
             wanted.append("404")
@@ -63,6 +65,13 @@ class AutoSchema(SpectacularAutoSchema):
                 },
             )
         return responses
+
+    def get_paginated_name(self, serializer_name: str) -> str:
+        # The same item type can be listed by offset in one place and by cursor or offset in another: the two
+        # envelopes are different components.
+        if isinstance(self._get_paginator(), CursorOrOffsetPagination):
+            return f"{serializer_name}CursorOrOffsetPage"
+        return super().get_paginated_name(serializer_name)
 
 
 class ApiTokenScheme(OpenApiAuthenticationExtension):

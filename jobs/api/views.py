@@ -12,12 +12,14 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.pagination import BasePagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agents import selectors as agent_selectors
 from aihub.access.api.views import TENANT_PARAMETER
 from aihub.api.base import TenantScopedViewSet, caller
+from aihub.api.pagination import EnvelopePagination, cursor_pagination
 from aihub.api.problems import PROBLEM_CONTENT_TYPE, Conflict
 from aihub.api.schema import ProblemSerializer
 from jobs import selectors, services
@@ -29,6 +31,9 @@ from threads.selectors import thread_get
 ARTIFACT_ID_PARAMETER = OpenApiParameter(
     "artifact_id", uuid.UUID, OpenApiParameter.PATH, description="The artifact's id."
 )
+
+
+JOB_PAGES = cursor_pagination("-created_at", "id")
 
 
 def _conflict(description: str) -> dict[Any, Any]:
@@ -47,6 +52,11 @@ class JobViewSet(TenantScopedViewSet):
 
     serializer_class = s.JobSerializer
     model = Job
+
+    @property
+    def pagination_class(self) -> type[BasePagination]:  # type: ignore[override]
+        # The job list grows without bound and pages by cursor too; a job's artifacts are a handful.
+        return JOB_PAGES if self.action == "list" else EnvelopePagination
 
     def visible_queryset(self) -> Any:
         return selectors.job_list(principal=self.principal)

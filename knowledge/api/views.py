@@ -26,6 +26,7 @@ from aihub.access.api.views import TENANT_PARAMETER
 from aihub.access.principal import WRITE_SCOPE
 from aihub.access.rules import Level, granted_ids
 from aihub.api.base import TenantApiView, TenantScopedViewSet
+from aihub.api.pagination import cursor_pagination
 from aihub.api.parsers import JSONParser
 from aihub.api.problems import PROBLEM_CONTENT_TYPE, PayloadTooLarge, service_errors
 from aihub.api.schema import ProblemSerializer
@@ -142,6 +143,7 @@ class DocumentViewSet(TenantScopedViewSet):
 
     serializer_class = s.DocumentSerializer
     model = Document
+    pagination_class = cursor_pagination("-created_at", "id")
     parser_classes = [JSONParser, MultiPartParser]
 
     def collection(self) -> Collection:

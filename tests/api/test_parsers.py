@@ -159,3 +159,23 @@ def test_a_nul_in_json_metadata_of_a_multipart_upload_is_refused(admin_membershi
     )
 
     assert_invalid(response, "metadata")
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "field"),
+    [
+        ("threads/", {"agent": "echo\u0000"}, "agent"),
+        ("jobs/", {"agent": "\u0000"}, "agent"),
+        ("jobs/", {"cursor": "\u0000"}, "cursor"),
+        ("memories/", {"q": "refunds\u0000"}, "q"),
+        ("roles/", {"bad\u0000name": "1"}, "bad\\u0000name"),
+    ],
+)
+def test_a_nul_in_a_query_parameter_is_refused_naming_it(
+    member_client: APIClient, membership: Membership, path: str, query: dict[str, str], field: str
+) -> None:
+    # On PostgreSQL a NUL reaching a filter fails the query: the same request must be a 400 on every database.
+    response = member_client.get(f"/api/v1/{membership.tenant.slug}/{path}", query)
+
+    body = assert_invalid(response, field)
+    assert body["errors"][0]["code"] == "null_characters_not_allowed"

@@ -8,6 +8,7 @@ from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_sc
 from rest_framework import serializers
 
 from aihub.access.api.serializers import StrictSerializer
+from aihub.api.pagination import CURSOR_DESCRIPTION
 from jobs.api.serializers import JOB_EXAMPLE, QUEUED_JOB_EXAMPLE, THREAD_EXAMPLE_ID, JobSummarySerializer
 from jobs.api.submission import (
     CONTENT_FIELD_SCHEMA,
@@ -286,6 +287,7 @@ class EventQuerySerializer(serializers.Serializer):
         min_value=0, required=False, default=0, help_text="Return events with a larger id (sequence) than this."
     )
     limit = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=100)
+    cursor = serializers.CharField(required=False, allow_blank=True, help_text=CURSOR_DESCRIPTION)
 
 
 @extend_schema_serializer(
@@ -349,6 +351,37 @@ class EventPageSerializer(serializers.Serializer):
     items = EventSerializer(many=True)
     next_after = serializers.IntegerField(help_text="Pass as ?after= for the next page (the last id, or your after).")
     has_more = serializers.BooleanField()
+
+
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "A page of the log by cursor",
+            value={
+                "items": [
+                    {
+                        "id": 11,
+                        "type": "llm.chunk",
+                        "thread": THREAD_ID,
+                        "job": JOB_EXAMPLE["id"],
+                        "agent": "8d9e0f1a-6666-4a7b-8c9d-0e1f2a3b4c5d",
+                        "created_at": "2025-01-01T12:00:00.300000Z",
+                        "data": {"delta": "Hello"},
+                    }
+                ],
+                "limit": 1,
+                "next": f"https://aihub.example.com/api/v1/acme/threads/{THREAD_ID}/events/?cursor=cD0xMQ%3D%3D&limit=1",
+                "previous": None,
+            },
+            response_only=True,
+        )
+    ]
+)
+class EventCursorPageSerializer(serializers.Serializer):
+    items = EventSerializer(many=True)
+    limit = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True, help_text="The next page; null on the last one.")
+    previous = serializers.URLField(allow_null=True, help_text="The page before; null on the first one.")
 
 
 @extend_schema_serializer(

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http.response import HttpResponseBase
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -21,7 +21,7 @@ from agents.models import Agent
 from agents.selectors import agent_get, agent_list, answering_agent
 from aihub.access.api.views import TENANT_PARAMETER
 from aihub.api.base import AsyncTenantApiView, TenantScopedViewSet, caller
-from aihub.api.pagination import EnvelopePagination
+from aihub.api.pagination import CursorEnvelopePagination, cursor_pagination
 from aihub.db import db_call
 from jobs import selectors as job_selectors
 from jobs.api import submission
@@ -32,6 +32,8 @@ from threads.events import event_payload
 from threads.models import Thread, ThreadMember
 from threads.sse import EventStreamAccepted
 
+# A thread's event sequence is gap-free and assigned in order: the cursor's position, unique on its own.
+EVENT_ORDERING = ("sequence",)
 THREAD_ID_PARAMETER = OpenApiParameter("id", uuid.UUID, OpenApiParameter.PATH, description="The thread's id.")
 
 
@@ -172,13 +174,22 @@ class ThreadViewSet(TenantScopedViewSet):
 
     @extend_schema(
         parameters=[THREAD_ID_PARAMETER, s.EventQuerySerializer],
-        responses=s.EventPageSerializer,
+        responses=PolymorphicProxySerializer(
+            component_name="EventLogPage",
+            serializers=[s.EventPageSerializer, s.EventCursorPageSerializer],
+            resource_type_field_name=None,
+        ),
         summary="The event log, oldest first, from after the given id",
-        description="Events have gap-free ids per thread. Read on with `after=next_after` while `has_more`.",
+        description="Events have gap-free ids per thread. Read on with `after=next_after` while `has_more`; or "
+        "with `cursor=` (empty) and then each page's `next` link.",
     )
     def events(self, request: Request, tenant: str, pk: str) -> Response:
         thread = self.get_object()
         query = _parsed(s.EventQuerySerializer, request.query_params)
+        if "cursor" in query:
+            paginator = CursorEnvelopePagination(EVENT_ORDERING)
+            page = paginator.paginate_queryset(selectors.event_list(thread=thread, after=query["after"]), request)
+            return paginator.get_paginated_response([event_payload(event) for event in page or []])
         after, limit = query["after"], query["limit"]
         # One row more than asked for tells whether there is a next page without counting the log.
         rows = list(selectors.event_list(thread=thread, after=after)[: limit + 1])
@@ -256,7 +267,7 @@ class ThreadMessagesView(AsyncTenantApiView):
 
     # Async: with wait=true the request sleeps on the channel layer until the job ends, holding no thread or
     # database connection; its ORM work runs in short db_call()s.
-    pagination_class = EnvelopePagination
+    pagination_class = cursor_pagination("created_at", "id")
     # ?stream=true: a client accepting text/event-stream must not get a 406 here.
     content_negotiation_class = EventStreamAccepted
 

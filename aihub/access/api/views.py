@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,6 +19,8 @@ from aihub.access.oidc import ExternalIdentityClaims
 from aihub.access.permissions import IsAuthenticatedWithScope, IsStaff
 from aihub.access.principal import credential_scopes, credential_tenant_id
 from aihub.api.base import ApiMixin, ApiView, TenantScopedViewSet, caller
+from aihub.api.problems import PROBLEM_CONTENT_TYPE
+from aihub.api.schema import ProblemSerializer
 
 TENANT_PARAMETER = OpenApiParameter(
     "tenant",
@@ -78,7 +80,15 @@ class ApiTokenViewSet(
     def visible_queryset(self) -> Any:
         return selectors.api_token_list(user=caller(self.request))
 
-    @extend_schema(request=s.ApiTokenCreateSerializer, responses={201: s.ApiTokenCreatedSerializer})
+    @extend_schema(
+        request=s.ApiTokenCreateSerializer,
+        responses={
+            201: s.ApiTokenCreatedSerializer,
+            (404, PROBLEM_CONTENT_TYPE): OpenApiResponse(
+                ProblemSerializer, description="`tenant` names no tenant the caller belongs to."
+            ),
+        },
+    )
     def create(self, request: Request) -> Response:
         data = s.ApiTokenCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
