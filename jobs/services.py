@@ -25,6 +25,7 @@ from agents.models import Agent
 from agents.providers import DEFAULT_MODEL
 from agents.registry import get_agent_class
 from agents.runtime import RESPONSE_ACTIONS
+from aihub import tracing
 from aihub.api.problems import Conflict, problem
 from aihub.celery import broker_run_id, task_send
 from jobs import usage as accounting
@@ -60,14 +61,18 @@ def _enqueue(job_id: uuid.UUID) -> None:
 
 
 def job_summary(job: Job) -> dict[str, Any]:
-    """What job events carry: enough for a client to follow the job without another request."""
-    return {
+    """What job events carry: enough for a client to follow the job without another request (and the job's
+    trace id, with tracing on)."""
+    summary = {
         "id": str(job.id),
         "status": job.status,
         "agent": job.agent.slug if job.agent_id else None,
         "agent_version": job.agent_version,
         "attempts": job.attempts,
     }
+    if job.trace_id:
+        summary["trace_id"] = job.trace_id
+    return summary
 
 
 def _job_event(job: Job, event_type: EventType, **data: Any) -> NewEvent:
@@ -213,6 +218,7 @@ def _submit(
         webhook=webhook,
         max_attempts=settings.JOBS_MAX_ATTEMPTS,
         model=_model_of(agent),
+        trace_id=tracing.current_trace_id(),
     )
     # Refused over a usage limit, the 429 undoes everything above (the thread too, when this made it).
     job.usage_warnings = tuple(

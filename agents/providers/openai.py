@@ -73,6 +73,8 @@ class _PartialToolCall:
 
 
 class OpenAIProvider:
+    gen_ai_provider = "openai"  # gen_ai.provider.name on chat spans (aihub.tracing): the API it speaks
+
     def __init__(self, *, name: str, client: openai.OpenAI, api_key: str = "") -> None:
         self.name = name
         self.client = client
