@@ -33,6 +33,7 @@ from tests.agents.factories import AgentFactory
 from tests.helpers import ClientAs
 from tests.servers import REPO, base_env, free_port, http_json, postgres_database, seed_demo_token, start_daphne
 from tests.servers import stop_server as stop_process
+from tests.workers import Worker
 from threads.models import Event
 
 QUESTION = "calculate 2 * (3 + 4)"
@@ -261,7 +262,7 @@ class Receiver(ThreadingHTTPServer):
 class _ReceiverHandler(BaseHTTPRequestHandler):
     server: Receiver
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         assert self.path == "/v1/traces" and self.headers.get("Content-Type") == "application/x-protobuf"
         self.server.take(ExportTraceServiceRequest.FromString(body))
@@ -295,7 +296,7 @@ def otel_env(receiver: Receiver, service: str) -> dict[str, str]:
     }
 
 
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start_worker(env: dict[str, str], log: Path) -> Worker:
     worker = subprocess.Popen(
         [
             *(sys.executable, "-m", "celery", "-A", "aihub", "worker", "--pool", "threads", "--concurrency", "1"),
@@ -310,7 +311,15 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     while " ready." not in log.read_text(errors="replace"):
         assert worker.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
         time.sleep(0.05)
-    return worker
+    return Worker(worker, log, "trace")
+
+
+def calculator_agent(base: str, token: str) -> str:
+    """Create the calculator agent through the API (cheaper than another manage.py process); the token again."""
+    agent = {"slug": "calculator", "name": "Calculator", "class_name": "tools", "tools": ["calculator"]}
+    status, body = http_json(f"{base}/api/v1/active/agents/", body=agent, token=token)
+    assert status == 201, body
+    return token
 
 
 @pytest.fixture(scope="module", params=["embedded", pytest.param("scaled_out", marks=pytest.mark.services)])
@@ -324,8 +333,7 @@ def deployment(
     env = base_env(tmp_path_factory)
     if request.param == "embedded":
         server, base = start_daphne(env | otel_env(receiver, "aihub-web"))
-        token = seed_demo_token(env)
-        subprocess.run([sys.executable, "manage.py", "seed_demo_agents"], cwd=REPO, env=env, check=True, timeout=60)
+        token = calculator_agent(base, seed_demo_token(env))
         yield base, token
         stop_process(server)
         return
@@ -333,12 +341,11 @@ def deployment(
     with postgres_database() as database_url:
         env |= {"DATABASE_URL": database_url, "REDIS_URL": redis, "CELERY_BROKER_URL": redis}
         server, base = start_daphne(env | otel_env(receiver, "aihub-web"))
-        token = seed_demo_token(env)
-        subprocess.run([sys.executable, "manage.py", "seed_demo_agents"], cwd=REPO, env=env, check=True, timeout=60)
+        token = calculator_agent(base, seed_demo_token(env))
         worker_env = env | otel_env(receiver, "aihub-worker") | {"CELERY_EMBEDDED_WORKER": "false"}
         worker = start_worker(worker_env, Path(env["AIHUB_VAR_DIR"]) / "worker.log")
         yield base, token
-        stop_process(worker)
+        worker.stop()
         stop_process(server)
 
 
