@@ -16,13 +16,14 @@ operator sets ``AIHUB_TRACE_CONTENT=true``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -42,6 +43,8 @@ _instrumentors: list[Any] = []
 _lock = threading.Lock()
 
 Attributes = Mapping[str, "str | int | float | bool | list[str] | tuple[str, ...]"]
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def endpoint_configured(environ: Mapping[str, str] = os.environ) -> bool:
@@ -178,6 +181,24 @@ def span(name: str, attributes: Attributes, *, client: bool = False) -> Iterator
         except BaseException as exc:
             fail(current, type(exc).__name__)
             raise
+
+
+def traced(describe: Callable[..., tuple[str, Attributes]]) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Run a keyword-only function inside a span named and attributed by ``describe(**its keyword arguments)``;
+    with tracing off, the call goes straight through."""
+
+    def decorate(function: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(function)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            if tracer is None:
+                return function(*args, **kwargs)
+            name, attributes = describe(**kwargs)
+            with span(name, attributes):
+                return function(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def start_span(name: str, attributes: Attributes, *, client: bool = False) -> Span | None:

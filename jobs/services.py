@@ -106,6 +106,13 @@ def _earlier_submission(
     )
 
 
+def _submission_span(*, agent: Agent, **kwargs: Any) -> tuple[str, dict[str, Any]]:
+    return f"submit_job {agent.slug}", {"gen_ai.agent.name": agent.slug, "aihub.tenant.id": str(agent.tenant_id)}
+
+
+# The job dispatch in a trace: the job's trace id is this span's trace (the HTTP request's, when it has a span),
+# and the task's producer span is its child, so the worker's spans join the same trace.
+@tracing.traced(_submission_span)
 def job_submit(
     *,
     agent: Agent,

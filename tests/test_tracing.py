@@ -100,13 +100,17 @@ def assert_one_connected_trace(trace: Trace, *, http: bool = True) -> str:
     assert {s.trace_id for s in trace.spans} == {agent.trace_id}
     task = trace.parent(agent)
     assert (task.name, task.kind) == ("run/jobs.run_job", "CONSUMER")
+    # The task's parent is the producer span that sent it, child of the submission; eager, the submission itself.
+    sent = trace.parent(task)
+    submission = sent if sent.name.startswith("submit_job") else trace.parent(sent)
+    assert submission.name == "submit_job calculator"
     if http:
         server = trace.one("POST ")
         assert server.kind == "SERVER" and server.parent_id == ""
         assert "agents/<slug:slug>/messages" in server.name
-        # The task's parent is the dispatch (a producer span in the request), or the request itself when eager.
-        dispatch = trace.parent(task)
-        assert dispatch is server or trace.parent(dispatch) is server
+        assert trace.parent(submission) is server
+    else:
+        assert submission.parent_id == ""
     chats = trace.named("chat ")
     tool = trace.one("execute_tool calculator")
     assert len(chats) == 2 and all(trace.parent(s) is agent for s in [*chats, tool])
