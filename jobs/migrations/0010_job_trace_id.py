@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0009_job_results_purged_at'),
+        ("jobs", "0009_job_results_purged_at"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='trace_id',
+            model_name="job",
+            name="trace_id",
             field=models.CharField(blank=True, db_index=True, max_length=32),
         ),
     ]
