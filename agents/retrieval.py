@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from agents.tools import ToolContext, ToolError, tool
+from aihub import tracing
 from knowledge.models import Collection
 from knowledge.search import SearchError, search
 
@@ -39,7 +40,30 @@ def retrieve(
     mode: str = "hybrid",
     filters: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Hits as dictionaries (``knowledge.search.Hit.as_dict``). Raises SearchError."""
+    """Hits as dictionaries (``knowledge.search.Hit.as_dict``). Raises SearchError.
+
+    A ``retrieval`` span (GenAI semantic conventions) when tracing is on.
+    """
+    if tracing.tracer is None:
+        return _retrieve(tenant_id, query, collections, top_k, mode, filters)
+    source = ",".join(collections or ()) or "*"
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": "retrieval",
+        "gen_ai.data_source.id": source,
+        "gen_ai.retrieval.top_k": top_k,
+        "aihub.retrieval.mode": mode,
+    }
+    if tracing.trace_content:
+        attributes["gen_ai.retrieval.query.text"] = query
+    with tracing.span(f"retrieval {source}", attributes) as span:
+        hits = _retrieve(tenant_id, query, collections, top_k, mode, filters)
+        span.set_attribute("aihub.retrieval.hits", len(hits))
+        return hits
+
+
+def _retrieve(
+    tenant_id: Any, query: str, collections: list[str] | None, top_k: int, mode: str, filters: dict[str, Any] | None
+) -> list[dict[str, Any]]:
     found = tenant_collections(tenant_id, collections)
     if not found:
         return []

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from agents.providers.base import ChatProvider, ChatRequest, ClientConfig, Finished, TextDelta, ToolCall, Usage
+from aihub import tracing
 from aihub.conf import aihub_settings
 from threads.content import file_ids_of, text_of
 from threads.models import File
@@ -244,21 +245,38 @@ def chat_messages(run: AgentRun, *, history_window: int | None = None, vision: b
 
 
 def llm_turn(provider: ChatProvider, request: ChatRequest) -> Generator[AgentOutput, None, TurnResult]:
-    """One model call, streamed as llm.started / llm.chunk / llm.completed; returns what the model said."""
+    """One model call, streamed as llm.started / llm.chunk / llm.completed; returns what the model said.
+
+    Traced as a ``chat <model>`` span (GenAI semantic conventions) when tracing is on.
+    """
+    span = (
+        None
+        if tracing.tracer is None
+        else tracing.start_span(f"chat {request.model}", _chat_attributes(provider, request), client=True)
+    )
     result = TurnResult()
-    yield Emit("llm.started", {"model": request.model})
-    parts: list[str] = []
-    for item in provider.stream(request):
-        if isinstance(item, TextDelta):
-            parts.append(item.text)
-            yield Emit("llm.chunk", {"delta": item.text})
-        elif isinstance(item, ToolCall):
-            result.tool_calls.append(item)
-        elif isinstance(item, Usage):
-            result.usage = item
-        elif isinstance(item, Finished):
-            result.finish_reason = item.reason
-    result.text = "".join(parts)
+    error_type = ""
+    try:
+        yield Emit("llm.started", {"model": request.model})
+        parts: list[str] = []
+        for item in provider.stream(request):
+            if isinstance(item, TextDelta):
+                parts.append(item.text)
+                yield Emit("llm.chunk", {"delta": item.text})
+            elif isinstance(item, ToolCall):
+                result.tool_calls.append(item)
+            elif isinstance(item, Usage):
+                result.usage = item
+            elif isinstance(item, Finished):
+                result.finish_reason = item.reason
+        result.text = "".join(parts)
+    except Exception as exc:  # not GeneratorExit: a run stopped midway (cancelled) is no failed call
+        error_type = getattr(exc, "type_slug", "") or type(exc).__name__
+        raise
+    finally:
+        if span is not None:
+            _chat_result(span, result)
+            tracing.end_span(span, error_type=error_type)
     usage = result.usage or Usage(0, 0)
     yield Emit(
         "llm.completed",
@@ -269,3 +287,32 @@ def llm_turn(provider: ChatProvider, request: ChatRequest) -> Generator[AgentOut
         },
     )
     return result
+
+
+def _chat_attributes(provider: ChatProvider, request: ChatRequest) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": getattr(provider, "gen_ai_provider", "") or "unknown",
+        "gen_ai.request.model": request.model,
+    }
+    for parameter in ("temperature", "max_tokens", "top_p"):
+        if isinstance(value := request.parameters.get(parameter), int | float):
+            attributes[f"gen_ai.request.{parameter}"] = value
+    if tracing.trace_content:
+        attributes["gen_ai.input.messages"] = tracing.content(request.messages)
+        if request.tools:
+            attributes["gen_ai.tool.definitions"] = tracing.content(request.tools)
+    return attributes
+
+
+def _chat_result(span: Any, result: TurnResult) -> None:
+    if result.finish_reason:
+        span.set_attribute("gen_ai.response.finish_reasons", [result.finish_reason])
+    if result.usage is not None:
+        span.set_attribute("gen_ai.usage.input_tokens", result.usage.input_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", result.usage.output_tokens)
+    if tracing.trace_content:
+        message: dict[str, Any] = {"role": "assistant", "content": result.text}
+        if result.tool_calls:
+            message["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in result.tool_calls]
+        span.set_attribute("gen_ai.output.messages", tracing.content([message]))

@@ -33,6 +33,8 @@ from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, create_model
 from pydantic import ValidationError as PydanticValidationError
 
+from aihub import tracing
+
 
 @dataclass
 class ToolContext:
@@ -99,7 +101,26 @@ class Tool:
             "function": {"name": self.name, "description": self.description, "parameters": self.parameters_schema},
         }
 
-    def call(self, context: ToolContext, arguments: dict[str, Any]) -> Any:
+    def call(self, context: ToolContext, arguments: dict[str, Any], *, call_id: str = "") -> Any:
+        """Validate the arguments and run the tool; an ``execute_tool <name>`` span when tracing is on."""
+        if tracing.tracer is None:
+            return self._call(context, arguments)
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": self.name,
+            "gen_ai.tool.type": "function",
+        }
+        if call_id:
+            attributes["gen_ai.tool.call.id"] = call_id
+        if tracing.trace_content:
+            attributes["gen_ai.tool.call.arguments"] = tracing.content(arguments)
+        with tracing.span(f"execute_tool {self.name}", attributes) as span:
+            output = self._call(context, arguments)
+            if tracing.trace_content:
+                span.set_attribute("gen_ai.tool.call.result", tracing.content(output))
+            return output
+
+    def _call(self, context: ToolContext, arguments: dict[str, Any]) -> Any:
         try:
             validated = self.arguments_model.model_validate(arguments)
         except PydanticValidationError as exc:

@@ -6,7 +6,13 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from aihub import tracing
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aihub.settings")
+
+# Before Django builds its handler, which reads the middleware the Django instrumentation adds (a no-op without
+# OTEL_EXPORTER_OTLP_ENDPOINT).
+tracing.configure()
 
 # Django must be set up before anything imports models (the WebSocket routes do).
 django_asgi_app = get_asgi_application()

@@ -7,9 +7,11 @@ import os
 import threading
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 from django.core.signals import setting_changed
 from kombu.transport import TRANSPORT_ALIASES
+
+from aihub import tracing
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aihub.settings")
 
@@ -22,6 +24,22 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 logger = logging.getLogger(__name__)
+
+
+@signals.worker_init.connect
+def _trace_worker(sender: Any = None, **kwargs: Any) -> None:
+    """Tracing in a `celery worker` process (a no-op without OTEL_EXPORTER_OTLP_ENDPOINT, and where the server's
+    embedded worker runs, which aihub.asgi configured already)."""
+    pool = getattr(sender, "pool_cls", "")
+    # A prefork pool's children configure their own (worker_process_init): the exporter's thread and a gRPC
+    # channel do not survive the fork.
+    if "prefork" not in (pool if isinstance(pool, str) else getattr(pool, "__module__", "")):
+        tracing.configure()
+
+
+@signals.worker_process_init.connect
+def _trace_worker_process(**kwargs: Any) -> None:
+    tracing.configure()
 
 
 def task_send(name: str, *args: Any, countdown: float = 0) -> None:

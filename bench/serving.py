@@ -105,7 +105,8 @@ def base_environment(var_dir: Path) -> dict[str, str]:
         AIHUB_LOG_LEVEL="ERROR",
         AIHUB_THROTTLE_TOKEN="100000000/minute",
         AIHUB_THROTTLE_IP="100000000/minute",
-        PYTHONPATH=str(REPO_ROOT),
+        # The repository first; an operator's own PYTHONPATH (plug-ins, extra packages) after it.
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
     )
     return env
 

@@ -86,7 +86,7 @@ class JobAdmin(ReadOnlyModelAdmin):
     list_filter = ("status", "tenant", "agent")
     list_select_related = ("agent", "tenant", "thread")
     search_fields = ("id",)
-    search_help_text = "A job id, or the id of its thread."
+    search_help_text = "A job id, the id of its thread, or its trace id."
     date_hierarchy = "created_at"
     ordering = ("-created_at",)
     actions = ("cancel_jobs",)
@@ -142,7 +142,8 @@ class JobAdmin(ReadOnlyModelAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
     ) -> tuple[QuerySet[Job], bool]:
-        # Ids are UUIDs: anything else matches nothing, instead of failing the query.
+        # Ids are UUIDs (and a trace id's 32 hex digits read as one): anything else matches nothing, instead of
+        # failing the query.
         term = search_term.strip()
         if not term:
             return queryset, False
@@ -150,7 +151,8 @@ class JobAdmin(ReadOnlyModelAdmin):
             wanted = uuid.UUID(term)
         except ValueError:
             return queryset.none(), False
-        return queryset.filter(pk=wanted) | queryset.filter(thread_id=wanted), False
+        matches = queryset.filter(pk=wanted) | queryset.filter(thread_id=wanted) | queryset.filter(trace_id=wanted.hex)
+        return matches, False
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("jobs.change_job")

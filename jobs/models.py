@@ -77,6 +77,9 @@ class Job(models.Model):
     # What the agent class saved to carry on after the answer ({"state": ...}, then "request" and "response"
     # once answered). Internal to the runner and the class; cleared when the job ends.
     resume_state = models.JSONField(null=True, blank=True)
+    # The OpenTelemetry trace the job was submitted in (32 hex digits; aihub.tracing), which its task, agent run,
+    # model and tool calls join; empty with tracing off.
+    trace_id = models.CharField(max_length=32, blank=True, db_index=True)
     # The schedule whose firing submitted this job (jobs.schedules); NULL for every other job.
     schedule = models.ForeignKey("jobs.Schedule", on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs")
 

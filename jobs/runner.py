@@ -19,6 +19,7 @@ from agents.registry import AgentClass, get_agent_class
 from agents.runtime import AgentRun, AwaitInput, Emit, Reply, Resume, TurnEnded
 from agents.runtime import Artifact as ArtifactOutput
 from agents.selectors import agent_version_snapshot
+from aihub import tracing
 from aihub.db import in_memory_sqlite
 from jobs import credentials, services
 from jobs.models import CancelMode, Job, JobStatus
@@ -264,10 +265,28 @@ def execute(job: Job) -> None:
     if heartbeat is not None:
         heartbeat.start()
     try:
-        _execute(job, _EventWriter(job, beats=heartbeat is None))
+        writer = _EventWriter(job, beats=heartbeat is None)
+        if tracing.tracer is None:
+            _execute(job, writer)
+        else:
+            with tracing.span(f"invoke_agent {job.agent.slug}", _agent_attributes(job)):
+                _execute(job, writer)
     finally:
         if heartbeat is not None:
             heartbeat.stop()
+
+
+def _agent_attributes(job: Job) -> dict[str, Any]:
+    """The GenAI semantic conventions' attributes of the ``invoke_agent`` span (and aihub's job id)."""
+    return {
+        "gen_ai.operation.name": "invoke_agent",
+        "gen_ai.agent.name": job.agent.slug,
+        "gen_ai.agent.version": str(job.agent_version),
+        "gen_ai.conversation.id": str(job.thread_id),
+        "gen_ai.request.model": job.model,
+        "aihub.job.id": str(job.id),
+        "aihub.job.attempt": job.attempts,
+    }
 
 
 def _execute(job: Job, writer: _EventWriter) -> None:
@@ -288,6 +307,8 @@ def _execute(job: Job, writer: _EventWriter) -> None:
         held_reply = None
 
     def fail(detail: str, *, status: int = 500, type_slug: str = "job-failed") -> None:
+        if tracing.tracer is not None:
+            tracing.fail(error_type=type_slug)  # the invoke_agent span
         writer.flush()
         store_held_reply()
         if writer.lost:

@@ -29,7 +29,7 @@ from agents.providers.base import CLIENT_CONFIG_PROVIDER, ClientConfig
 from agents.runtime import RESPONSE_ACTIONS
 from agents.selectors import agent_model
 from agents.tools import client_tools_validate
-from aihub import outbound
+from aihub import outbound, tracing
 from aihub.api.problems import Conflict, problem
 from aihub.celery import broker_run_id, task_send
 from aihub.conf import aihub_settings
@@ -75,14 +75,18 @@ def _enqueue(job_id: uuid.UUID) -> None:
 
 
 def job_summary(job: Job) -> dict[str, Any]:
-    """What job events carry: enough for a client to follow the job without another request."""
-    return {
+    """What job events carry: enough for a client to follow the job without another request (and the job's
+    trace id, with tracing on)."""
+    summary = {
         "id": str(job.id),
         "status": job.status,
         "agent": job.agent.slug if job.agent_id else None,
         "agent_version": job.agent_version,
         "attempts": job.attempts,
     }
+    if job.trace_id:
+        summary["trace_id"] = job.trace_id
+    return summary
 
 
 def _job_event(job: Job, event_type: EventType, **data: Any) -> NewEvent:
@@ -116,6 +120,13 @@ def _earlier_submission(
     )
 
 
+def _submission_span(*, agent: Agent, **kwargs: Any) -> tuple[str, dict[str, Any]]:
+    return f"submit_job {agent.slug}", {"gen_ai.agent.name": agent.slug, "aihub.tenant.id": str(agent.tenant_id)}
+
+
+# The job dispatch in a trace: the job's trace id is this span's trace (the HTTP request's, when it has a span),
+# and the task's producer span is its child, so the worker's spans join the same trace.
+@tracing.traced(_submission_span)
 def job_submit(
     *,
     agent: Agent,
@@ -280,6 +291,7 @@ def _submit(
         webhook=webhook,
         max_attempts=settings.JOBS_MAX_ATTEMPTS,
         model=_model_of(agent, client_config=client_config is not None),
+        trace_id=tracing.current_trace_id(),
     )
     # Refused over a usage limit, the 429 undoes everything above (the thread too, when this made it).
     job.usage_warnings = tuple(

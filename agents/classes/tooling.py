@@ -124,7 +124,7 @@ class ToolsAgent(AgentClass):
                 )
                 return True
             yield Emit("tool.started", {"id": call.id, "name": call.name, "arguments": call.arguments})
-            output, is_error = self._call(call.name, call.arguments, context)
+            output, is_error = self._call(call, context)
             yield Emit("tool.completed", {"id": call.id, "name": call.name, "output": output, "is_error": is_error})
             if (retrieval := retrieval_output(output, is_error)) is not None:
                 yield Emit("retrieval.completed", {**retrieval, "tool_call_id": call.id})
@@ -142,7 +142,7 @@ class ToolsAgent(AgentClass):
         completed: dict[str, Any] = {"id": call.id, "name": call.name}
         if action == "approve":
             yield Emit("tool.started", {"id": call.id, "name": call.name, "arguments": call.arguments})
-            output, is_error = self._call(call.name, call.arguments, context)
+            output, is_error = self._call(call, context)
             completed |= {"output": output, "is_error": is_error, "approved": True}
         elif action == "tool_output":
             output = response.get("output")
@@ -164,12 +164,12 @@ class ToolsAgent(AgentClass):
             return self._transfer
         return get_tool(name) if name in self._tool_names() else None
 
-    def _call(self, name: str, arguments: dict[str, Any], context: ToolContext) -> tuple[Any, bool]:
-        tool = self._tool(name)
+    def _call(self, call: ToolCall, context: ToolContext) -> tuple[Any, bool]:
+        tool = self._tool(call.name)
         if tool is None:
-            return f"No tool named {name!r} is available.", True
+            return f"No tool named {call.name!r} is available.", True
         try:
-            return tool.call(context, arguments), False
+            return tool.call(context, call.arguments, call_id=call.id), False
         except ToolArgumentsInvalid as exc:
             return {"error": "invalid arguments", "errors": exc.errors}, True
         except ToolError as exc:

@@ -150,6 +150,8 @@ def _tokens(text: str) -> int:
 
 
 class OfflineProvider:
+    gen_ai_provider = "aihub.offline"  # gen_ai.provider.name on chat spans (aihub.tracing)
+
     def stream(self, request: ChatRequest) -> Iterator[StreamItem]:
         last = request.messages[-1] if request.messages else {"role": "user", "content": ""}
         tool_names = {tool["function"]["name"] for tool in request.tools}

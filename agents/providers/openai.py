@@ -87,6 +87,8 @@ CLIENT_CONFIG_MAX_RETRIES = 1
 
 
 class OpenAIProvider:
+    gen_ai_provider = "openai"  # gen_ai.provider.name on chat spans (aihub.tracing): the API it speaks
+
     def __init__(self, *, name: str, client: openai.OpenAI, api_key: str = "", secrets: tuple[str, ...] = ()) -> None:
         self.name = name
         self.client = client

@@ -239,6 +239,12 @@ class JobSerializer(JobSummarySerializer):
         "period); null while they are kept. Usage, cost and error stay.",
     )
 
+    trace_id = serializers.CharField(
+        read_only=True,
+        help_text="The OpenTelemetry trace the job was submitted in (32 hex digits), which its task, agent run, "
+        "model and tool calls join; empty when the server does not trace.",
+    )
+
     class Meta(JobSummarySerializer.Meta):
         fields = [
             *JobSummarySerializer.Meta.fields,
@@ -251,6 +257,7 @@ class JobSerializer(JobSummarySerializer):
             "heartbeat_at",
             "pending_action",
             "webhook",
+            "trace_id",
         ]
         read_only_fields = fields
 
