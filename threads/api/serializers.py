@@ -324,22 +324,23 @@ class EventSerializer(serializers.Serializer):
         return fields
 
 
+EVENT_EXAMPLE = {
+    "id": 11,
+    "type": "llm.chunk",
+    "thread": THREAD_ID,
+    "job": JOB_EXAMPLE["id"],
+    "agent": "8d9e0f1a-6666-4a7b-8c9d-0e1f2a3b4c5d",
+    "created_at": "2025-01-01T12:00:00.300000Z",
+    "data": {"delta": "Hello"},
+}
+
+
 @extend_schema_serializer(
     examples=[
         OpenApiExample(
             "A page of the log",
             value={
-                "items": [
-                    {
-                        "id": 11,
-                        "type": "llm.chunk",
-                        "thread": THREAD_ID,
-                        "job": JOB_EXAMPLE["id"],
-                        "agent": "8d9e0f1a-6666-4a7b-8c9d-0e1f2a3b4c5d",
-                        "created_at": "2025-01-01T12:00:00.300000Z",
-                        "data": {"delta": "Hello"},
-                    }
-                ],
+                "items": [EVENT_EXAMPLE],
                 "next_after": 11,
                 "has_more": True,
             },
@@ -358,17 +359,7 @@ class EventPageSerializer(serializers.Serializer):
         OpenApiExample(
             "A page of the log by cursor",
             value={
-                "items": [
-                    {
-                        "id": 11,
-                        "type": "llm.chunk",
-                        "thread": THREAD_ID,
-                        "job": JOB_EXAMPLE["id"],
-                        "agent": "8d9e0f1a-6666-4a7b-8c9d-0e1f2a3b4c5d",
-                        "created_at": "2025-01-01T12:00:00.300000Z",
-                        "data": {"delta": "Hello"},
-                    }
-                ],
+                "items": [EVENT_EXAMPLE],
                 "limit": 1,
                 "next": f"https://aihub.example.com/api/v1/acme/threads/{THREAD_ID}/events/?cursor=cD0xMQ%3D%3D&limit=1",
                 "previous": None,
