@@ -13,7 +13,7 @@ It creates the database ``aihub_bench_scale`` on that server (dropped afterwards
    model embedding the same chunk texts in batches of ``KNOWLEDGE_EMBED_BATCH_SIZE`` (the limit; ``--raw-sample``
    of them), and the ratio.
 2. **search at scale**: the collection is filled up to ``--chunks`` (default 100,000) chunk rows inserted directly
-   (bulk insert, the HNSW and GIN indexes maintained as rows arrive). They are real text with real embeddings:
+   (bulk insert, the HNSW and keyword indexes maintained as rows arrive). They are real text with real embeddings:
    pieces of one, two and three sentences cut from the BEIR SciFact abstracts (read in place from
    ``../shared/data/scifact``, ``--data`` elsewhere), embedded by the collection's model (a few minutes once;
    the vectors are kept in ``var/bench-cache`` for the next run). The first ``--queries`` SciFact queries (real
@@ -261,6 +261,9 @@ def embeddings_of(texts: list[str], embedder_name: str) -> Any:
 
 def fill(collection: Any, rng: random.Random, target: int, data: Path) -> dict[str, float]:
     """Bulk-insert chunk rows up to ``target``: SciFact pieces with their real embeddings (see the docstring)."""
+    from django.db import transaction
+
+    from knowledge import keywords
     from knowledge.models import Chunk, Document
 
     existing = Chunk.objects.filter(collection=collection).count()
@@ -281,20 +284,22 @@ def fill(collection: Any, rng: random.Random, target: int, data: Path) -> dict[s
     started = time.perf_counter()
     batch = 2000
     for offset in range(0, missing, batch):
-        Chunk.objects.bulk_create(
-            Chunk(
-                document=document,
-                collection=collection,
-                position=offset + i,
-                text=text,
-                token_count=len(text.split()),
-                start=0,
-                end=len(text),
-                dimensions=vectors.shape[1],
-                embedding=vectors[offset + i],
+        with transaction.atomic():  # the chunks and their keyword index, as ingestion writes them
+            created = Chunk.objects.bulk_create(
+                Chunk(
+                    document=document,
+                    collection=collection,
+                    position=offset + i,
+                    text=text,
+                    token_count=len(text.split()),
+                    start=0,
+                    end=len(text),
+                    dimensions=vectors.shape[1],
+                    embedding=vectors[offset + i],
+                )
+                for i, text in enumerate(texts[offset : offset + batch])
             )
-            for i, text in enumerate(texts[offset : offset + batch])
-        )
+            keywords.chunks_index(collection_id=collection.pk, chunks=[(c.pk, c.text) for c in created])
         print(
             f"  inserted {min(offset + batch, missing)}/{missing} in {time.perf_counter() - started:.0f}s",
             file=sys.stderr,
@@ -303,7 +308,9 @@ def fill(collection: Any, rng: random.Random, target: int, data: Path) -> dict[s
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE knowledge_chunk")
+        cursor.execute("VACUUM ANALYZE knowledge_chunk")
+        cursor.execute("VACUUM ANALYZE knowledge_posting")
+        cursor.execute("VACUUM ANALYZE knowledge_term")
     return {"inserted": float(missing), "seconds": seconds, "total": float(existing + missing)}
 
 
@@ -425,7 +432,7 @@ def main() -> int:
             filled = fill(collection, rng, args.chunks, args.data)
             print(
                 f"\nfilled to {int(filled['total'])} chunks: {int(filled['inserted'])} SciFact pieces with their "
-                f"embeddings bulk-inserted in {filled['seconds']:.1f}s (HNSW and GIN indexes maintained on insert)"
+                f"embeddings bulk-inserted in {filled['seconds']:.1f}s (HNSW and keyword indexes maintained on insert)"
             )
             queries = scifact_queries(args.data, args.queries)
             timings = latency(collection, queries)

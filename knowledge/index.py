@@ -1,18 +1,15 @@
 """The search index of chunks, in the form each database offers.
 
-PostgreSQL: pgvector cosine distance, through an HNSW expression index per dimension (``knowledge.operations``)
-with iterative scans so filters do not starve the top-k; full text through the generated ``search_vector``
-column and its GIN index, ranked with BM25 computed in SQL (see ``_POSTGRES_BM25``).
+Vectors on PostgreSQL: pgvector cosine distance, through an HNSW expression index per dimension
+(``knowledge.operations``) with iterative scans so filters do not starve the top-k. On SQLite (embedded): exact
+cosine search in-process with NumPy over a per-collection matrix cached in memory and reloaded when the
+collection's ``index_version`` moves.
 
-SQLite (embedded): exact cosine search in-process with NumPy over a per-collection matrix cached in memory and
-reloaded when the collection's ``index_version`` moves; full text through FTS5 (BM25), kept in step with the
-chunks by triggers (``knowledge.operations``), so a chunk deleted by any path, a tenant's cascade included,
-leaves the full-text index in the same statement.
+Keywords, on both: BM25 over the inverted index of ``knowledge.keywords``.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import uuid
 from collections.abc import Sequence
@@ -24,11 +21,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import QuerySet
 
+from knowledge import keywords
 from knowledge.models import Chunk, Collection, Document
 from knowledge.operations import HNSW_DIMENSIONS
-
-_TERM = re.compile(r"\w+", re.UNICODE)
-MAX_QUERY_TERMS = 64
 
 
 def _postgres() -> bool:
@@ -36,14 +31,6 @@ def _postgres() -> bool:
 
 
 # --- Queries -------------------------------------------------------------------------------------------------
-
-
-def query_terms(query: str) -> list[str]:
-    """The words of a keyword query, lower-cased, first occurrence first, at most MAX_QUERY_TERMS."""
-    seen: dict[str, None] = {}
-    for term in _TERM.findall(query.lower()):
-        seen.setdefault(term, None)
-    return list(seen)[:MAX_QUERY_TERMS]
 
 
 @dataclass(frozen=True)
@@ -65,78 +52,12 @@ def _collection_params(collections: Sequence[Collection]) -> tuple[str, list[Any
     return marks, values
 
 
-# BM25 on PostgreSQL, with the usual parameters (those of SQLite FTS5's bm25() and Lucene), so both databases rank
-# keyword hits alike. ts_rank_cd, used before, has no inverse document frequency: in an OR query a common word
-# counts as much as a rare one, and on BEIR SciFact it scored nDCG@10 0.32 where BM25 scores 0.67-0.69.
-# Term frequencies are the lexeme's positions in the chunk's search_vector; document frequencies are counted over
-# the matching chunks (every chunk holding a query lexeme matches the OR query), within the collections and the
-# document filter; lengths are token counts, so only their ratio to the average matters.
-BM25_K1 = 1.2
-BM25_B = 0.75
-_POSTGRES_BM25 = (
-    # Only placeholders and Django-compiled SQL are interpolated into it (format: marks, doc_sql).
-    "WITH matched AS ("
-    " SELECT c.id, c.token_count AS dl, c.search_vector AS v"
-    " FROM knowledge_chunk c WHERE c.search_vector @@ to_tsquery('english', %s)"
-    " AND c.collection_id IN ({marks}){doc_sql}),"
-    " wanted AS (SELECT tsvector_to_array(to_tsvector('english', %s)) AS lexemes),"
-    " occurrences AS ("
-    # Only the query's lexemes are unnested: marked with weight A (the rest D) and filtered in C, which halves
-    # the query time on SciFact against unnesting every lexeme of every matching chunk and filtering the rows.
-    " SELECT m.id, m.dl, u.lexeme, coalesce(array_length(u.positions, 1), 1)::float8 AS tf"
-    " FROM matched m CROSS JOIN wanted w"
-    " CROSS JOIN LATERAL unnest(ts_filter(setweight(setweight(m.v, 'D'), 'A', w.lexemes), '{{a}}')) u),"
-    " frequencies AS (SELECT lexeme, count(*)::float8 AS df FROM occurrences GROUP BY lexeme),"
-    " corpus AS ("
-    " SELECT count(*)::float8 AS n, greatest(coalesce(avg(c.token_count), 1), 1)::float8 AS avgdl"
-    " FROM knowledge_chunk c WHERE c.collection_id IN ({marks}){doc_sql})"
-    " SELECT o.id, sum("
-    " ln(1 + (corpus.n - f.df + 0.5) / (f.df + 0.5))"
-    " * o.tf * (%s + 1) / (o.tf + %s * (1 - %s + %s * o.dl / corpus.avgdl))"
-    " ) AS score"
-    " FROM occurrences o JOIN frequencies f USING (lexeme) CROSS JOIN corpus"
-    " GROUP BY o.id ORDER BY score DESC, o.id LIMIT %s"
-)
-
-
 def keyword_search(
     *, collections: Sequence[Collection], query: str, limit: int, documents: QuerySet[Document] | None = None
 ) -> list[Scored]:
-    """Chunks matching any of the query's words, best first, ranked by BM25 (FTS5 on SQLite, SQL on PostgreSQL)."""
-    terms = query_terms(query)
-    if not terms or not collections:
-        return []
-    marks, collection_ids = _collection_params(collections)
-    doc_sql, doc_params = _document_subquery(documents)
-    if _postgres():
-        tsquery = " | ".join(f"'{term}'" for term in terms)
-        # Only placeholders and Django-compiled SQL are interpolated; the terms are \w+ words, passed as a parameter.
-        sql = _POSTGRES_BM25.format(marks=marks, doc_sql=doc_sql)
-        params: list[Any] = [
-            tsquery,
-            *collection_ids,
-            *doc_params,
-            " ".join(terms),
-            *collection_ids,
-            *doc_params,
-            BM25_K1,
-            BM25_K1,
-            BM25_B,
-            BM25_B,
-            limit,
-        ]
-    else:
-        match = " OR ".join(f'"{term}"' for term in terms)
-        sql = (
-            "SELECT c.id, -bm25(knowledge_chunk_fts) AS score FROM knowledge_chunk_fts "  # noqa: S608
-            "JOIN knowledge_chunk c ON c.id = knowledge_chunk_fts.rowid "
-            f"WHERE knowledge_chunk_fts MATCH %s AND c.collection_id IN ({marks}){doc_sql} "
-            "ORDER BY score DESC, c.id LIMIT %s"
-        )
-        params = [match, *collection_ids, *doc_params, limit]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [Scored(int(row[0]), float(row[1])) for row in cursor.fetchall()]
+    """Chunks holding any of the query's terms, best first, ranked by BM25 (``knowledge.keywords``)."""
+    found = keywords.search(collections=collections, query=query, limit=limit, documents=documents)
+    return [Scored(chunk_id, score) for chunk_id, score in found]
 
 
 def vector_search(

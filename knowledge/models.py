@@ -1,8 +1,7 @@
-"""Knowledge: collections of documents, split into chunks that carry their embedding.
+"""Knowledge: collections of documents, split into chunks that carry their embedding, and the keyword index.
 
-Full-text search lives beside the tables, created by the migration for each database: on PostgreSQL a
-generated ``tsvector`` column on ``knowledge_chunk`` with a GIN index, and HNSW indexes on the embedding; on
-SQLite the FTS5 table ``knowledge_chunk_fts`` whose rowid is the chunk's id (kept in step by the services).
+The keyword index is ``Term`` and ``Posting`` rows written with the chunks (``knowledge.keywords``); on
+PostgreSQL the embedding also has HNSW indexes, created by the migration (``knowledge.operations``).
 """
 
 from __future__ import annotations
@@ -29,6 +28,9 @@ class Collection(models.Model):
     chunk_overlap = models.PositiveIntegerField(default=40, help_text="Tokens repeated from the previous chunk.")
     # Bumped whenever the collection's chunks change, so in-process vector caches know when to reload.
     index_version = models.PositiveBigIntegerField(default=0, editable=False)
+    # BM25's N and total length, kept by the keyword index's writes (knowledge.keywords).
+    keyword_chunks = models.PositiveBigIntegerField(default=0, editable=False)
+    keyword_terms = models.PositiveBigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -95,6 +97,7 @@ class Chunk(models.Model):
     end = models.PositiveIntegerField()
     dimensions = models.PositiveIntegerField()
     embedding = EmbeddingField()
+    term_count = models.PositiveIntegerField(default=0, help_text="Terms the keyword index took from the text.")
 
     class Meta:
         ordering = ["document", "position"]
@@ -105,3 +108,44 @@ class Chunk(models.Model):
 
     def location(self) -> dict[str, Any]:
         return {"page": self.page, "heading_path": self.heading_path, "start": self.start, "end": self.end}
+
+
+class Term(models.Model):
+    """A word of a collection's keyword index (its stem), with what BM25 needs to know of it."""
+
+    id = models.BigAutoField(primary_key=True)
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="+")
+    text = models.CharField(max_length=64)
+    chunk_count = models.PositiveIntegerField(help_text="Chunks holding it: the document frequency.")
+    # The most its frequency part, tf / (tf + k1 (1 - b) + length_factor dl), can be in any chunk, computed with
+    # the collection's length_factor (k1 b / average length) of that moment. Raised by writes, left by deletes
+    # (still a bound, only looser, until a rebuild); see knowledge.keywords for how it is rescaled.
+    max_impact = models.FloatField()
+    impact_length_factor = models.FloatField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["collection", "text"], name="term_unique_per_collection")]
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class Posting(models.Model):
+    """A term in a chunk: how often, and the chunk's length in terms (denormalised so scoring needs no join)."""
+
+    pk = models.CompositePrimaryKey("term", "chunk")
+    term = models.ForeignKey(Term, on_delete=models.CASCADE, related_name="+", db_index=False)
+    chunk = models.ForeignKey(Chunk, on_delete=models.CASCADE, related_name="+", db_index=False)
+    frequency = models.PositiveSmallIntegerField()
+    length = models.PositiveIntegerField()
+
+    class Meta:
+        indexes = [
+            # A term's postings with what scoring needs, read from the index alone (no table access).
+            models.Index(fields=["term", "chunk", "frequency", "length"], name="knowledge_posting_scan"),
+            # Deleting a chunk's postings, and looking up the common words for the chunks in the running.
+            models.Index(fields=["chunk", "term"], name="knowledge_posting_chunk"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.term_id}@{self.chunk_id}"

@@ -1,4 +1,5 @@
-"""Migration operations that differ by database: pgvector and full-text search on PostgreSQL, FTS5 on SQLite."""
+"""Migration operations that differ by database: pgvector and its HNSW indexes on PostgreSQL, and the full-text
+structures of earlier migrations (a tsvector on PostgreSQL, FTS5 on SQLite) that the keyword index replaced."""
 
 from __future__ import annotations
 
@@ -45,6 +46,18 @@ class CreateVectorExtension(migrations.operations.base.Operation):
         return "Creates the pgvector extension on PostgreSQL"
 
 
+def _create_tsvector(schema_editor: Any) -> None:
+    schema_editor.execute(
+        "ALTER TABLE knowledge_chunk ADD COLUMN search_vector tsvector "
+        "GENERATED ALWAYS AS (to_tsvector('english'::regconfig, text)) STORED"
+    )
+    schema_editor.execute("CREATE INDEX knowledge_chunk_search_gin ON knowledge_chunk USING gin (search_vector)")
+
+
+def _create_fts5(schema_editor: Any) -> None:
+    schema_editor.execute("CREATE VIRTUAL TABLE knowledge_chunk_fts USING fts5(text, tokenize = 'porter unicode61')")
+
+
 class CreateSearchIndexes(migrations.operations.base.Operation):
     """Full-text and vector indexes of ``knowledge_chunk``, in the form each database offers."""
 
@@ -56,22 +69,14 @@ class CreateSearchIndexes(migrations.operations.base.Operation):
     def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
         vendor = schema_editor.connection.vendor
         if vendor == "postgresql":
-            schema_editor.execute(
-                "ALTER TABLE knowledge_chunk ADD COLUMN search_vector tsvector "
-                "GENERATED ALWAYS AS (to_tsvector('english'::regconfig, text)) STORED"
-            )
-            schema_editor.execute(
-                "CREATE INDEX knowledge_chunk_search_gin ON knowledge_chunk USING gin (search_vector)"
-            )
+            _create_tsvector(schema_editor)
             for dimensions in HNSW_DIMENSIONS:
                 schema_editor.execute(
                     f"CREATE INDEX knowledge_chunk_hnsw_{dimensions} ON knowledge_chunk USING hnsw "
                     f"((embedding::vector({dimensions})) vector_cosine_ops) WHERE dimensions = {dimensions}"
                 )
         elif vendor == "sqlite":
-            schema_editor.execute(
-                "CREATE VIRTUAL TABLE knowledge_chunk_fts USING fts5(text, tokenize = 'porter unicode61')"
-            )
+            _create_fts5(schema_editor)
 
     def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
         vendor = schema_editor.connection.vendor
@@ -128,3 +133,37 @@ class KeepFullTextInStep(migrations.operations.base.Operation):
 
     def describe(self) -> str:
         return "Keeps the SQLite full-text index of chunks in step through triggers"
+
+
+class DropFullText(migrations.operations.base.Operation):
+    """Remove the full-text structures the keyword index (``knowledge.keywords``) replaces: PostgreSQL's
+    ``search_vector`` column and its GIN index, SQLite's FTS5 table and triggers. Backwards, they come back
+    filled from the chunks' text."""
+
+    reversible = True
+
+    def state_forwards(self, app_label: str, state: Any) -> None:
+        pass
+
+    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        vendor = schema_editor.connection.vendor
+        if vendor == "postgresql":
+            schema_editor.execute("DROP INDEX IF EXISTS knowledge_chunk_search_gin")
+            schema_editor.execute("ALTER TABLE knowledge_chunk DROP COLUMN IF EXISTS search_vector")
+        elif vendor == "sqlite":
+            for name in _FTS_TRIGGERS:
+                schema_editor.execute(f"DROP TRIGGER IF EXISTS {name}")
+            schema_editor.execute("DROP TABLE IF EXISTS knowledge_chunk_fts")
+
+    def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        vendor = schema_editor.connection.vendor
+        if vendor == "postgresql":
+            _create_tsvector(schema_editor)
+        elif vendor == "sqlite":
+            _create_fts5(schema_editor)
+            schema_editor.execute("INSERT INTO knowledge_chunk_fts (rowid, text) SELECT id, text FROM knowledge_chunk")
+            for name, body in _FTS_TRIGGERS.items():
+                schema_editor.execute(f"CREATE TRIGGER {name} {body}")
+
+    def describe(self) -> str:
+        return "Drops the PostgreSQL tsvector column and the SQLite FTS5 table of chunks"

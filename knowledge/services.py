@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from django.utils import timezone
 from aihub.access.models import Tenant
 from aihub.celery import task_send
 from aihub.extraction import TEXT_MEDIA_TYPES, normalize_media_type, sniff_media_type
+from knowledge import keywords
 from knowledge.embedders import EmbeddingError, get_embedder, validate_embedder_name
 from knowledge.models import Chunk, Collection, Document
 
@@ -281,6 +283,7 @@ def document_delete(*, document: Document) -> None:
     """Remove the document, its chunks (from every index) and its stored file."""
     with transaction.atomic():
         collection_id = document.collection_id
+        keywords.chunks_unindex(collection_id=collection_id, chunks=Chunk.objects.filter(document=document))
         document.delete()  # its file leaves storage on commit (django-cleanup)
         Collection.objects.filter(pk=collection_id).update(index_version=F("index_version") + 1)
 
@@ -301,6 +304,13 @@ def document_abandon(*, document_id: Any, added: bool) -> None:
         )
 
 
+def collection_keywords_rebuild(*, collection: Collection, progress: Callable[[int], None] | None = None) -> int:
+    """Build the collection's keyword index again from its chunks' text, in one transaction (searches see the old
+    index until it commits; ingestion into this collection waits for it). Returns the chunks indexed."""
+    with transaction.atomic():
+        return keywords.collection_reindex(collection=collection, progress=progress)
+
+
 # --- Chunks --------------------------------------------------------------------------------------------------
 
 
@@ -316,7 +326,9 @@ def document_chunks_replace(
         document = Document.objects.select_for_update().filter(pk=document_id).first()
         if document is None or document.sha256 != sha256 or document.status != Document.Status.PROCESSING:
             return None
-        Chunk.objects.filter(document=document).delete()
+        old = Chunk.objects.filter(document=document)
+        keywords.chunks_unindex(collection_id=document.collection_id, chunks=old)
+        old.delete()
         created = Chunk.objects.bulk_create(
             [
                 Chunk(document=document, collection_id=document.collection_id, position=i, dimensions=dimensions, **c)
@@ -324,6 +336,7 @@ def document_chunks_replace(
             ],
             batch_size=500,
         )
+        keywords.chunks_index(collection_id=document.collection_id, chunks=[(c.pk, c.text) for c in created])
         document.status, document.error = Document.Status.READY, ""
         document.chunk_count = len(created)
         document.ingested_at = timezone.now()
@@ -339,7 +352,9 @@ def document_fail(*, document_id: Any, sha256: str, reason: str) -> None:
         document = Document.objects.select_for_update().filter(pk=document_id, sha256=sha256).first()
         if document is None:
             return
-        Chunk.objects.filter(document=document).delete()
+        old = Chunk.objects.filter(document=document)
+        keywords.chunks_unindex(collection_id=document.collection_id, chunks=old)
+        old.delete()
         document.status, document.error, document.chunk_count = Document.Status.FAILED, reason[:2000], 0
         document.save(update_fields=["status", "error", "chunk_count", "updated_at"])
         Collection.objects.filter(pk=document.collection_id).update(index_version=F("index_version") + 1)

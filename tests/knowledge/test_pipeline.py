@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from knowledge import services
 from knowledge.embedders import Embedder
-from knowledge.models import Chunk, Collection, Document
+from knowledge.models import Chunk, Collection, Document, Posting, Term
 from knowledge.pipeline import document_claim, document_ingest
 from knowledge.search import search
 from tests.helpers import drain_sent_tasks
@@ -198,13 +197,12 @@ def test_deleting_a_document_removes_its_chunks_index_rows_and_file(
         services.document_delete(document=document)
     assert not Chunk.objects.exists()
     assert not path.exists()
-    if connection.vendor == "sqlite":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM knowledge_chunk_fts")
-            assert cursor.fetchone()[0] == 0
+    assert not Posting.objects.exists()
+    assert not Term.objects.exists()
+    assert Collection.objects.values_list("keyword_chunks", "keyword_terms").get(pk=collection.pk) == (0, 0)
 
 
-def test_deleting_the_tenant_removes_its_documents_files_and_full_text_rows(
+def test_deleting_the_tenant_removes_its_documents_files_and_keyword_index_rows(
     collection: Collection, django_capture_on_commit_callbacks: Any, settings: Any
 ) -> None:
     from aihub.access.services import tenant_delete
@@ -219,10 +217,8 @@ def test_deleting_the_tenant_removes_its_documents_files_and_full_text_rows(
         tenant_delete(tenant=collection.tenant)
     assert [p.relative_to(media).as_posix() for p in media.rglob("*") if p.is_file()] == [kept.file.name]
     assert list(Chunk.objects.values_list("text", flat=True)) == ["Public notes about zeppelins."]
-    if connection.vendor == "sqlite":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT text FROM knowledge_chunk_fts")
-            assert cursor.fetchall() == [("Public notes about zeppelins.",)]
+    assert set(Term.objects.values_list("collection", flat=True)) == {other.pk}
+    assert set(Posting.objects.values_list("chunk__document", flat=True)) == {kept.pk}
     hits = search(collections=[other], query="zeppelins", mode="keyword", top_k=5)
     assert [hit.text for hit in hits] == ["Public notes about zeppelins."]
 
