@@ -1,4 +1,5 @@
-"""``GET /api/v1/{tenant}/usage``: usage totals and time series of jobs, and the caller's usage limits.
+"""``GET /api/v1/{tenant}/usage``: usage totals and time series of jobs, and the caller's usage limits;
+``GET /api/v1/{tenant}/usage/jobs/``: the usage record of each ended job, the rows those totals add up.
 
 A member sees their own jobs' usage; with ``aihub.admin.usage`` (the default ``admin`` role) the whole
 tenant's, unless they ask for ``scope=mine``.
@@ -10,27 +11,34 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from aihub.access.api.views import TENANT_PARAMETER
-from aihub.access.rules import Level
-from aihub.api.base import TenantApiView
+from aihub.api.base import TenantApiView, TenantScopedViewSet
+from aihub.api.pagination import cursor_pagination
 from aihub.api.problems import PROBLEM_CONTENT_TYPE
+from aihub.api.query import DATETIME_FORMATS, TimeRangeQuerySerializer
 from aihub.api.schema import ProblemSerializer
-from jobs import usage
-from jobs.models import Job, PassthroughCall
+from jobs import selectors, usage
+from jobs.models import Job
 
-USAGE_RESOURCE = "usage"
 DEFAULT_SPAN = timedelta(days=30)
-DATETIME_FORMATS = ["iso-8601", "%Y-%m-%d"]
 
 
-class UsageQuerySerializer(serializers.Serializer):
+class _ScopeQuerySerializer(serializers.Serializer):
+    scope = serializers.ChoiceField(
+        choices=["mine", "tenant"],
+        required=False,
+        help_text="`mine`: your own jobs; `tenant`: everyone's (needs aihub.admin.usage; the default for those "
+        "who have it).",
+    )
+
+
+class UsageQuerySerializer(_ScopeQuerySerializer):
     interval = serializers.ChoiceField(
         choices=usage.INTERVALS, default="day", help_text="The time series' step (periods in UTC)."
     )
@@ -42,12 +50,6 @@ class UsageQuerySerializer(serializers.Serializer):
         required=False, input_formats=DATETIME_FORMATS, help_text="Start (inclusive); default 30 days before `to`."
     )
     to = serializers.DateTimeField(required=False, input_formats=DATETIME_FORMATS, help_text="End (exclusive); now.")
-    scope = serializers.ChoiceField(
-        choices=["mine", "tenant"],
-        required=False,
-        help_text="`mine`: your own jobs; `tenant`: everyone's (needs aihub.admin.usage; the default for those "
-        "who have it).",
-    )
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
@@ -170,15 +172,8 @@ class UsageView(TenantApiView):
         query.is_valid(raise_exception=True)
         params = query.validated_data
         principal = self.principal
-        tenant_wide = principal.can(Level.ADMIN, USAGE_RESOURCE)
-        scope = params.get("scope") or ("tenant" if tenant_wide else "mine")
-        if scope == "tenant" and not tenant_wide:
-            raise PermissionDenied("Seeing the tenant's usage takes aihub.admin.usage; you see your own.")
-        jobs = Job.objects.filter(tenant=principal.tenant)
-        calls = PassthroughCall.objects.filter(tenant=principal.tenant)
-        if scope == "mine":
-            jobs = jobs.filter(created_by=principal.user)
-            calls = calls.filter(created_by=principal.user)
+        scope = selectors.usage_scope(principal=principal, asked=params.get("scope"))
+        jobs, calls = selectors.usage_sources(principal=principal, scope=scope)
         report = usage.usage_report(
             jobs=jobs,
             calls=calls,
@@ -199,3 +194,101 @@ class UsageView(TenantApiView):
                 "limits": [state.body() for state in usage.limit_states(tenant=principal.tenant, user=principal.user)],
             }
         )
+
+
+USAGE_RECORD_EXAMPLE = {
+    "job": "9a1b2c3d-1111-4e5f-8a9b-0c1d2e3f4a5b",
+    "thread": "7c6b5a49-2222-4d3e-9f8a-1b2c3d4e5f60",
+    "agent": "assistant",
+    "agent_version": 3,
+    "user": "alice",
+    "status": "succeeded",
+    "model": "offline/echo",
+    "input_tokens": 412,
+    "output_tokens": 96,
+    "total_tokens": 508,
+    "cost": 0.0016,
+    "currency": "USD",
+    "created_at": "2026-11-25T09:30:00Z",
+    "finished_at": "2026-11-25T09:30:02.250000Z",
+}
+
+
+@extend_schema_serializer(examples=[OpenApiExample("An ended job's usage", value=USAGE_RECORD_EXAMPLE)])
+class UsageRecordSerializer(serializers.ModelSerializer):
+    job = serializers.UUIDField(source="id", help_text="The job.")
+    agent = serializers.SlugRelatedField(slug_field="slug", read_only=True)  # type: ignore[var-annotated]
+    user = serializers.SerializerMethodField(help_text="Who submitted the job; null once deleted, or for none.")
+    total_tokens = serializers.SerializerMethodField()
+    cost = serializers.FloatField(help_text="At the catalogue's prices when the job ended.")
+    currency = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "job",
+            "thread",
+            "agent",
+            "agent_version",
+            "user",
+            "status",
+            "model",
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+            "cost",
+            "currency",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_user(self, job: Job) -> str | None:
+        return job.created_by.get_username() if job.created_by is not None else None
+
+    def get_total_tokens(self, job: Job) -> int:
+        return job.input_tokens + job.output_tokens
+
+    def get_currency(self, job: Job) -> str:
+        return str(settings.USAGE_CURRENCY)
+
+
+class UsageRecordQuerySerializer(_ScopeQuerySerializer, TimeRangeQuerySerializer):
+    agent = serializers.SlugField(required=False, help_text="Only jobs of this agent (slug).")
+    model = serializers.CharField(required=False, max_length=300, help_text="Only jobs on this model id.")
+
+
+@extend_schema(parameters=[TENANT_PARAMETER], tags=["usage"])
+class UsageRecordViewSet(TenantScopedViewSet):
+    """The usage record of each ended job: its tokens and cost, the rows the usage report adds up."""
+
+    serializer_class = UsageRecordSerializer
+    model = Job
+    # Every job that ends adds a record: the list pages by cursor too, by when the job ended.
+    pagination_class = cursor_pagination("-finished_at", "id")
+
+    def visible_queryset(self) -> Any:
+        return selectors.usage_record_list(principal=self.principal, scope="mine")
+
+    @extend_schema(
+        summary="Usage records of ended jobs, the latest first",
+        description="One record per ended job, with the tokens and cost it was accounted when it ended; by "
+        "`finished_at`, which `since` and `until` filter too (the report's `from` and `to` are on "
+        "`created_at`). A member sees their own jobs; with `aihub.admin.usage`, the tenant's. Passthrough "
+        "calls (images, audio) are in the report's totals, not in this list.",
+        parameters=[UsageRecordQuerySerializer],
+        responses={
+            200: UsageRecordSerializer(many=True),
+            (403, PROBLEM_CONTENT_TYPE): OpenApiResponse(
+                ProblemSerializer, description="`scope=tenant` without aihub.admin.usage."
+            ),
+        },
+    )
+    def list(self, request: Request, tenant: str) -> Response:
+        query = UsageRecordQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        filters = dict(query.validated_data)
+        scope = selectors.usage_scope(principal=self.principal, asked=filters.pop("scope", None))
+        records = selectors.usage_record_list(principal=self.principal, scope=scope, **filters)
+        page = self.paginate_queryset(records)
+        return self.get_paginated_response(UsageRecordSerializer(page, many=True).data)
