@@ -359,3 +359,22 @@ def usage_record_list(
     if model:
         records = records.filter(model=model)
     return in_time_range(records, "finished_at", since=since, until=until)
+
+
+def usage_call_list(
+    *,
+    principal: Principal,
+    scope: str,
+    kind: str | None = None,
+    model: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[PassthroughCall]:
+    """The usage records of passthrough calls (images, audio), newest first: each is accounted as it is stored."""
+    _, calls = usage_sources(principal=principal, scope=scope)
+    calls = calls.select_related("created_by").order_by("-created_at", "-id")
+    if kind:
+        calls = calls.filter(kind=kind)
+    if model:
+        calls = calls.filter(model=model)
+    return in_time_range(calls, "created_at", since=since, until=until)

@@ -20,6 +20,7 @@ from aihub.access.models import Membership
 from aihub.access.services import DEFAULT_ROLES, audit_record, role_create
 from jobs import services as job_services
 from jobs.models import JobStatus
+from jobs.usage import passthrough_record
 from tests.agents.factories import AgentFactory
 from tests.helpers import assert_problem
 from tests.knowledge.factories import CollectionFactory, add_document, add_ingested_document
@@ -211,7 +212,16 @@ def _usage_records(membership: Membership, echo: Agent, thread: Thread) -> Growi
     return GrowingList(f"/api/v1/{membership.tenant.slug}/usage/jobs/", add, newest_first=True)
 
 
-GROWING_LISTS = [_messages, _events, _jobs, _documents, _chunks, _audit_log, _usage_records]
+def _usage_calls(membership: Membership, echo: Agent, thread: Thread) -> GrowingList:
+    def add() -> str:
+        usage = {"input_tokens": 4, "output_tokens": 1}
+        call = passthrough_record(tenant=membership.tenant, user=membership.user, kind="speech", model="m", usage=usage)
+        return str(call.pk)
+
+    return GrowingList(f"/api/v1/{membership.tenant.slug}/usage/calls/", add, newest_first=True)
+
+
+GROWING_LISTS = [_messages, _events, _jobs, _documents, _chunks, _audit_log, _usage_records, _usage_calls]
 
 
 def _ids(body: dict[str, Any]) -> list[str]:
@@ -289,7 +299,7 @@ def test_a_cursor_page_has_links_and_no_total(
 def test_a_cursor_the_list_did_not_give_out_is_a_400_problem(
     admin_client: APIClient, admin_membership: Membership, echo: Agent, thread: Thread, cursor: str
 ) -> None:
-    for growing in (_jobs, _events, _chunks, _audit_log, _usage_records):
+    for growing in (_jobs, _events, _chunks, _audit_log, _usage_records, _usage_calls):
         rows: GrowingList = growing(admin_membership, echo, thread)
         rows.add()
         body = assert_problem(admin_client.get(rows.url, {"cursor": cursor}), 400)
@@ -299,7 +309,7 @@ def test_a_cursor_the_list_did_not_give_out_is_a_400_problem(
 def test_without_a_cursor_the_growing_lists_keep_their_offset_pages(
     admin_client: APIClient, admin_membership: Membership, echo: Agent, thread: Thread
 ) -> None:
-    for growing in (_messages, _jobs, _documents, _chunks, _audit_log, _usage_records):
+    for growing in (_messages, _jobs, _documents, _chunks, _audit_log, _usage_records, _usage_calls):
         rows: GrowingList = growing(admin_membership, echo, thread)
         rows.add()
         assert admin_client.get(rows.url).json().keys() == {"items", "total", "limit", "offset"}

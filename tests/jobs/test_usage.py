@@ -1,6 +1,7 @@
 """Usage accounting: every ended job records its tokens and cost (at the catalogue's prices), its final event
-carries them, /usage reports totals and time series, and /usage/jobs/ lists the record of each ended job, latest
-end first: a member's own or, for admins, the tenant's; never another tenant's."""
+carries them, /usage reports totals and time series, and /usage/jobs/ and /usage/calls/ list the record of each
+ended job (latest end first) and passthrough call: a member's own or, for admins, the tenant's; never another
+tenant's."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from agents.models import Agent, CatalogueModel
 from aihub.access.models import Membership
 from jobs import services
 from jobs.models import Job
+from jobs.usage import passthrough_record
 from tests.agents.factories import AgentFactory
 from tests.factories import MembershipFactory
 from tests.helpers import ClientAs, assert_invalid, assert_problem
@@ -335,3 +337,37 @@ def test_a_cursor_page_of_usage_records_costs_one_statement_however_far_the_walk
     # The page with its agents and users joined: no COUNT, no query per record.
     statements = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("SELECT")]
     assert len(statements) == 1, "\n".join(statements)
+
+
+def test_passthrough_calls_are_listed_newest_first_a_members_own_or_the_tenants(
+    client_as: ClientAs, history: dict[str, Any]
+) -> None:
+    member, boss, tenant = history["member"], history["boss"], history["tenant"]
+    usage = {"input_tokens": 10, "output_tokens": 5}
+    image = passthrough_record(tenant=tenant, user=member.user, kind="images", model=OFFLINE, usage=usage)
+    speech = passthrough_record(tenant=tenant, user=boss.user, kind="speech", model=OFFLINE, usage=usage)
+    outsider = Job.objects.exclude(tenant=tenant).select_related("created_by", "tenant").get()
+    assert outsider.created_by is not None
+    passthrough_record(tenant=outsider.tenant, user=outsider.created_by, kind="speech", model="x", usage={})
+    url = f"/api/v1/{tenant.slug}/usage/calls/"
+
+    mine = client_as(member).get(url).json()["items"]
+    assert mine == [
+        {
+            "id": image.pk,
+            "kind": "images",
+            "model": OFFLINE,
+            "user": member.user.username,
+            "input_tokens": 10,
+            "output_tokens": 5,
+            "total_tokens": 15,
+            "cost": 20.0,
+            "currency": "USD",
+            "created_at": mine[0]["created_at"],
+        }
+    ]
+    tenants = client_as(boss).get(url, {"cursor": ""}).json()["items"]
+    assert [item["id"] for item in tenants] == [speech.pk, image.pk]
+    assert [item["id"] for item in client_as(boss).get(url, {"kind": "images"}).json()["items"]] == [image.pk]
+    assert_problem(client_as(member).get(url, {"scope": "tenant"}), 403)
+    assert_problem(client_as(MembershipFactory.create(roles=["admin"])).get(url), 404)
