@@ -96,6 +96,8 @@ class Job(models.Model):
             models.Index(fields=["thread", "status"]),
             models.Index(fields=["status", "heartbeat_at"]),
             models.Index(fields=["tenant", "created_at"]),
+            # The usage records (GET .../usage/jobs/): a tenant's ended jobs by when they ended.
+            models.Index(fields=["tenant", "finished_at"], name="job_tenant_finished_at"),
         ]
 
     # Not stored: set by job_submit on the job it just admitted, the usage limits (jobs.usage.LimitState) that

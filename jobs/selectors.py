@@ -10,13 +10,16 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from agents.models import Agent
+from aihub.access.rules import Level
 from aihub.api.problems import not_found
+from aihub.api.query import in_time_range
 from aihub.db import db_call
-from jobs.models import ACTIVE_STATUSES, FINAL_STATUSES, Artifact, Job, JobStatus, WebhookDelivery
+from jobs.models import ACTIVE_STATUSES, FINAL_STATUSES, Artifact, Job, JobStatus, PassthroughCall, WebhookDelivery
 from threads.content import text_of
 from threads.events import JOB_FINAL_EVENTS, EventType, thread_group
 from threads.fanout import event_hub
@@ -34,6 +37,9 @@ JOB_WAIT_RECHECK_SECONDS = 2.0
 
 WAIT_ENDS = frozenset({*FINAL_STATUSES, JobStatus.REQUIRES_ACTION})
 _WAIT_ENDING_EVENTS = frozenset({*JOB_FINAL_EVENTS, EventType.JOB_REQUIRES_ACTION})
+
+USAGE_RESOURCE = "usage"
+"""``aihub.admin.usage`` sees the tenant's usage; everyone else their own."""
 
 logger = logging.getLogger(__name__)
 
@@ -283,3 +289,92 @@ def thread_runtime(*, thread: Thread) -> dict[str, Any]:
         "last_event_id": thread.last_sequence,
         "latest_checkpoint": checkpoint,
     }
+
+
+# --- Usage ---------------------------------------------------------------------------------------------------
+
+
+def usage_scope(*, principal: Principal, asked: str | None = None) -> str:
+    """``tenant`` (everyone's usage) or ``mine``: what was asked, by default the widest the caller may see;
+    PermissionDenied for ``tenant`` without ``aihub.admin.usage``."""
+    tenant_wide = principal.can(Level.ADMIN, USAGE_RESOURCE)
+    scope = asked or ("tenant" if tenant_wide else "mine")
+    if scope == "tenant" and not tenant_wide:
+        raise PermissionDenied("Seeing the tenant's usage takes aihub.admin.usage; you see your own.")
+    return scope
+
+
+def usage_sources(*, principal: Principal, scope: str) -> tuple[QuerySet[Job], QuerySet[PassthroughCall]]:
+    """The jobs and passthrough calls whose usage ``scope`` covers: the tenant's, or the caller's own."""
+    jobs = Job.objects.filter(tenant=principal.tenant)
+    calls = PassthroughCall.objects.filter(tenant=principal.tenant)
+    if scope == "mine":
+        jobs = jobs.filter(created_by=principal.user)
+        calls = calls.filter(created_by=principal.user)
+    return jobs, calls
+
+
+USAGE_RECORD_FIELDS = (
+    "id",
+    "thread",
+    "agent",
+    "agent__slug",
+    "agent_version",
+    "created_by",
+    "created_by__username",
+    "status",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "cost",
+    "created_at",
+    "finished_at",
+)
+"""What a usage record shows: the job's big JSON columns (input, output, resume state) stay in the database."""
+
+
+def usage_record_list(
+    *,
+    principal: Principal,
+    scope: str,
+    agent: str | None = None,
+    model: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[Job]:
+    """The usage records of ended jobs (one per job, priced as it ended), newest end first.
+
+    A job's usage is final once it ends, so the record is ordered, filtered and paged by ``finished_at``, the
+    moment it came to be: a cursor walk sees each job once, with its final usage, however many end meanwhile.
+    """
+    jobs, _ = usage_sources(principal=principal, scope=scope)
+    records = (
+        jobs.filter(finished_at__isnull=False)
+        .select_related("agent", "created_by")
+        .only(*USAGE_RECORD_FIELDS)
+        .order_by("-finished_at", "id")
+    )
+    if agent:
+        records = records.filter(agent__slug=agent)
+    if model:
+        records = records.filter(model=model)
+    return in_time_range(records, "finished_at", since=since, until=until)
+
+
+def usage_call_list(
+    *,
+    principal: Principal,
+    scope: str,
+    kind: str | None = None,
+    model: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[PassthroughCall]:
+    """The usage records of passthrough calls (images, audio), newest first: each is accounted as it is stored."""
+    _, calls = usage_sources(principal=principal, scope=scope)
+    calls = calls.select_related("created_by").order_by("-created_at", "-id")
+    if kind:
+        calls = calls.filter(kind=kind)
+    if model:
+        calls = calls.filter(model=model)
+    return in_time_range(calls, "created_at", since=since, until=until)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from django.db.models import QuerySet
 
 from aihub.api.problems import not_found
-from knowledge.models import Collection, Document
+from knowledge.models import Chunk, Collection, Document
 
 if TYPE_CHECKING:
     from aihub.access.principal import Principal
@@ -51,3 +51,27 @@ def document_get(*, collection: Collection, document_id: Any) -> Document:
     if document is None:
         raise not_found("document", document_id)
     return document
+
+
+CHUNK_FIELDS = (
+    "id",
+    "document_id",
+    "collection_id",
+    "position",
+    "text",
+    "token_count",
+    "page",
+    "heading_path",
+    "start",
+    "end",
+)
+"""What a chunk shows: never its embedding, which is kilobytes per row and of no use to a reader."""
+
+
+def chunk_list(*, collection: Collection, document: Document | None = None) -> QuerySet[Chunk]:
+    """The collection's chunks (or one document's), oldest first: by id, in which they were written, or in a
+    document by position (callers have already checked they may see the collection)."""
+    chunks = Chunk.objects.filter(collection=collection).only(*CHUNK_FIELDS)
+    if document is not None:
+        return chunks.filter(document=document).order_by("position")
+    return chunks.order_by("id")

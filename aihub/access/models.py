@@ -135,6 +135,8 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # A tenant's log, newest first (GET .../audit-log/).
+        indexes = [models.Index(fields=["tenant", "created_at"], name="audit_tenant_created_at")]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action}"

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch, QuerySet
 
 from aihub.access.models import ApiToken, AuditEvent, Membership, Role, Tenant
+from aihub.access.rules import Level
+from aihub.api.query import in_time_range
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
     from aihub.access.principal import Principal
+
+AUDIT_RESOURCE = "audit"
+"""The permission rule's resource: ``aihub.admin.audit`` reads the tenant's audit log (the ``admin`` role has it;
+``member``'s ``aihub.user.>`` does not)."""
 
 
 def active_user_by_username(*, username: str) -> User | None:
@@ -54,3 +62,26 @@ def api_token_list(*, user: User) -> QuerySet[ApiToken]:
 def audit_event_list(*, tenant: Tenant | None = None) -> QuerySet[AuditEvent]:
     events = AuditEvent.objects.select_related("actor", "tenant")
     return events.filter(tenant=tenant) if tenant is not None else events
+
+
+def audit_log(
+    *,
+    principal: Principal,
+    action: str | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[AuditEvent]:
+    """The tenant's audit events, newest first, or PermissionDenied without ``aihub.admin.audit``.
+
+    ``actor`` is a username as recorded, so events of a since deleted user are still found by it. Events of no
+    tenant (a user created, a failed login) are in no tenant's log: the operators' admin shows them.
+    """
+    if not principal.can(Level.ADMIN, AUDIT_RESOURCE):
+        raise PermissionDenied(f"Reading the audit log takes aihub.{Level.ADMIN}.{AUDIT_RESOURCE}.")
+    events = AuditEvent.objects.filter(tenant=principal.tenant).order_by("-created_at", "-id")
+    if action:
+        events = events.filter(action=action)
+    if actor:
+        events = events.filter(actor_label=actor)
+    return in_time_range(events, "created_at", since=since, until=until)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from jobs.api.schedules import ScheduleViewSet
-from jobs.api.usage import UsageView
+from jobs.api.usage import PassthroughCallViewSet, UsageRecordViewSet, UsageView
 from jobs.api.views import JobViewSet
 from jobs.api.webhooks import JobWebhookDeliveryViewSet
 
@@ -28,6 +28,8 @@ tenant_urlpatterns = [
         name="job-webhook-deliveries",
     ),
     path("usage", UsageView.as_view(), name="usage"),
+    path("usage/jobs/", UsageRecordViewSet.as_view({"get": "list"}), name="usage-job-list"),
+    path("usage/calls/", PassthroughCallViewSet.as_view({"get": "list"}), name="usage-call-list"),
     path("schedules/", ScheduleViewSet.as_view({"get": "list", "post": "create"}), name="schedule-list"),
     path(
         "schedules/<uuid:pk>/",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
+from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from aihub.access.api.serializers import StrictSerializer
 from aihub.api.parsers import NULL_CHARACTER_CODE, NULL_CHARACTER_MESSAGE, NullCharacter, load_json
-from knowledge.models import Collection, Document
+from knowledge.models import Chunk, Collection, Document
 from knowledge.search import MAX_QUERY_CHARS, MAX_TOP_K, MODES
 
 COLLECTION_EXAMPLE: dict[str, Any] = {
@@ -289,3 +289,35 @@ class SearchResultSerializer(serializers.Serializer):
     query = serializers.CharField()
     mode = serializers.CharField()
     hits = HitSerializer(many=True)
+
+
+CHUNK_EXAMPLE: dict[str, Any] = {
+    "id": 1234,
+    "document": DOCUMENT_EXAMPLE["id"],
+    "position": 7,
+    "text": "Economy class is booked for flights under six hours.",
+    "token_count": 11,
+    "location": HIT_EXAMPLE["location"],
+}
+
+
+class ChunkLocationSerializer(serializers.Serializer):
+    page = serializers.IntegerField(allow_null=True, help_text="The page (PDF), or null.")
+    heading_path = serializers.ListField(child=serializers.CharField(), help_text="The headings above the chunk.")
+    start = serializers.IntegerField(help_text="Character offset in the extracted text.")
+    end = serializers.IntegerField(help_text="Where it ends (exclusive).")
+
+
+@extend_schema_serializer(examples=[OpenApiExample("A chunk", value=CHUNK_EXAMPLE, response_only=True)])
+class ChunkSerializer(serializers.ModelSerializer):
+    document = serializers.UUIDField(source="document_id", help_text="The document it is part of.")
+    location = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Chunk
+        fields = ["id", "document", "position", "text", "token_count", "location"]
+        read_only_fields = fields
+
+    @extend_schema_field(ChunkLocationSerializer)
+    def get_location(self, chunk: Chunk) -> dict[str, Any]:
+        return chunk.location()

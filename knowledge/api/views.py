@@ -18,6 +18,7 @@ from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
+from rest_framework.pagination import BasePagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -32,7 +33,7 @@ from aihub.api.problems import PROBLEM_CONTENT_TYPE, PayloadTooLarge, service_er
 from aihub.api.schema import ProblemSerializer
 from knowledge import selectors, services
 from knowledge.api import serializers as s
-from knowledge.models import Collection, Document
+from knowledge.models import Chunk, Collection, Document
 from knowledge.search import SearchError, search
 from knowledge.selectors import COLLECTIONS_RESOURCE
 
@@ -40,6 +41,8 @@ SLUG_PARAMETER = OpenApiParameter("slug", str, OpenApiParameter.PATH, descriptio
 DOCUMENT_PARAMETER = OpenApiParameter(
     "document_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The document."
 )
+CHUNKS_BY_POSITION = cursor_pagination("position")
+CHUNKS_BY_ID = cursor_pagination("id")
 
 
 class UnsupportedMediaType(exceptions.APIException):
@@ -263,6 +266,48 @@ class DocumentViewSet(TenantScopedViewSet):
         response = FileResponse(document.file.open("rb"), as_attachment=True, filename=name)
         response["Content-Type"] = document.media_type
         return response
+
+
+@extend_schema(parameters=[TENANT_PARAMETER, SLUG_PARAMETER], tags=["knowledge"])
+class ChunkViewSet(TenantScopedViewSet):
+    """What ingestion made of documents: their chunks' text, position, location and token count (never the
+    embedding). Read-only; the chunks change only when their document is ingested again."""
+
+    serializer_class = s.ChunkSerializer
+    model = Chunk
+
+    @property
+    def pagination_class(self) -> type[BasePagination]:  # type: ignore[override]
+        # A document's chunks by position; the collection's, which grows with every document, by id.
+        return CHUNKS_BY_POSITION if self.action == "document" else CHUNKS_BY_ID
+
+    def visible_queryset(self) -> Any:
+        return selectors.chunk_list(collection=self.collection())
+
+    def collection(self) -> Collection:
+        return selectors.collection_get(principal=self.principal, slug=self.kwargs["slug"])
+
+    def _page(self, chunks: Any) -> Response:
+        page = self.paginate_queryset(chunks)
+        return self.get_paginated_response(s.ChunkSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="A collection's chunks, oldest first",
+        description="Every chunk of every document in the collection, in the order they were written.",
+    )
+    def list(self, request: Request, tenant: str, slug: str) -> Response:
+        return self._page(selectors.chunk_list(collection=self.collection()))
+
+    @extend_schema(
+        parameters=[DOCUMENT_PARAMETER],
+        responses=s.ChunkSerializer(many=True),
+        summary="A document's chunks, in order",
+        description="By position in the document; none until it is ingested (`status: ready`).",
+    )
+    def document(self, request: Request, tenant: str, slug: str, document_id: str) -> Response:
+        collection = self.collection()
+        document = selectors.document_get(collection=collection, document_id=document_id)
+        return self._page(selectors.chunk_list(collection=collection, document=document))
 
 
 def _text_filename(title: str, media_type: str) -> str:

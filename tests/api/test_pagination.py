@@ -1,11 +1,12 @@
 """Lists come in one envelope: {"items", "total", "limit", "offset"}, with the limit capped; the lists that grow
-(messages, events, jobs, documents) also page by cursor: {"items", "limit", "next", "previous"}."""
+(messages, events, jobs, documents, chunks, the audit log, usage records) also page by cursor:
+{"items", "limit", "next", "previous"}."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -16,11 +17,13 @@ from rest_framework.test import APIClient
 
 from agents.models import Agent
 from aihub.access.models import Membership
-from aihub.access.services import DEFAULT_ROLES, role_create
+from aihub.access.services import DEFAULT_ROLES, audit_record, role_create
 from jobs import services as job_services
+from jobs.models import JobStatus
+from jobs.usage import passthrough_record
 from tests.agents.factories import AgentFactory
 from tests.helpers import assert_problem
-from tests.knowledge.factories import CollectionFactory, add_document
+from tests.knowledge.factories import CollectionFactory, add_document, add_ingested_document
 from threads import services as thread_services
 from threads.events import NewEvent
 from threads.models import Thread
@@ -121,11 +124,13 @@ Row = Callable[[], str]
 
 @dataclass
 class GrowingList:
-    """A list route, and how to add one row to it (returning the new row's id)."""
+    """A list route, and how to add one row to it (returning the new row's id); ``filters`` narrow the list to
+    the rows the test adds (they stay in the cursor links)."""
 
     url: str
     add: Row
     newest_first: bool
+    filters: dict[str, str] = field(default_factory=dict)
 
 
 @pytest.fixture
@@ -178,11 +183,50 @@ def _documents(membership: Membership, echo: Agent, thread: Thread) -> GrowingLi
     )
 
 
-GROWING_LISTS = [_messages, _events, _jobs, _documents]
+def _chunks(membership: Membership, echo: Agent, thread: Thread) -> GrowingList:
+    collection = CollectionFactory.create(tenant=membership.tenant)
+    count = iter(range(10_000))
+
+    def add() -> str:
+        (chunk,) = add_ingested_document(collection, [f"Chunk number {next(count)}."]).chunks.all()
+        return str(chunk.pk)
+
+    return GrowingList(f"/api/v1/{membership.tenant.slug}/collections/{collection.slug}/chunks/", add, False)
+
+
+def _audit_log(membership: Membership, echo: Agent, thread: Thread) -> GrowingList:
+    def add() -> str:
+        return str(audit_record(action="role.updated", actor=membership.user, tenant=membership.tenant).pk)
+
+    # The tenant's creation and its members' were audited before: the test's rows are its role updates.
+    url = f"/api/v1/{membership.tenant.slug}/audit-log/"
+    return GrowingList(url, add, newest_first=True, filters={"action": "role.updated"})
+
+
+def _usage_records(membership: Membership, echo: Agent, thread: Thread) -> GrowingList:
+    def add() -> str:
+        job, _ = job_services.job_submit(agent=echo, user=membership.user, content="hi")
+        job_services.job_finish(job=job, status=JobStatus.SUCCEEDED, usage={"input_tokens": 3, "output_tokens": 2})
+        return str(job.pk)
+
+    return GrowingList(f"/api/v1/{membership.tenant.slug}/usage/jobs/", add, newest_first=True)
+
+
+def _usage_calls(membership: Membership, echo: Agent, thread: Thread) -> GrowingList:
+    def add() -> str:
+        usage = {"input_tokens": 4, "output_tokens": 1}
+        call = passthrough_record(tenant=membership.tenant, user=membership.user, kind="speech", model="m", usage=usage)
+        return str(call.pk)
+
+    return GrowingList(f"/api/v1/{membership.tenant.slug}/usage/calls/", add, newest_first=True)
+
+
+GROWING_LISTS = [_messages, _events, _jobs, _documents, _chunks, _audit_log, _usage_records, _usage_calls]
 
 
 def _ids(body: dict[str, Any]) -> list[str]:
-    return [str(item["id"]) for item in body["items"]]
+    # A usage record is named by its job.
+    return [str(item["id"] if "id" in item else item["job"]) for item in body["items"]]
 
 
 def _walk(
@@ -211,7 +255,7 @@ def test_a_cursor_walk_over_a_growing_list_returns_every_row_once(
     def add_during_the_walk() -> None:
         added.append(rows.add())
 
-    first = admin_client.get(rows.url, {"cursor": "", "limit": "3"}).json()
+    first = admin_client.get(rows.url, {"cursor": "", "limit": "3", **rows.filters}).json()
     seen, first = _walk(admin_client, first, while_walking=add_during_the_walk)
 
     assert added
@@ -239,7 +283,7 @@ def test_a_cursor_page_has_links_and_no_total(
     for _ in range(3):
         rows.add()
 
-    body = admin_client.get(rows.url, {"cursor": "", "limit": "2"}).json()
+    body = admin_client.get(rows.url, {"cursor": "", "limit": "2", **rows.filters}).json()
 
     assert body.keys() == {"items", "limit", "next", "previous"}
     assert body["limit"] == 2
@@ -255,7 +299,7 @@ def test_a_cursor_page_has_links_and_no_total(
 def test_a_cursor_the_list_did_not_give_out_is_a_400_problem(
     admin_client: APIClient, admin_membership: Membership, echo: Agent, thread: Thread, cursor: str
 ) -> None:
-    for growing in (_jobs, _events):
+    for growing in (_jobs, _events, _chunks, _audit_log, _usage_records, _usage_calls):
         rows: GrowingList = growing(admin_membership, echo, thread)
         rows.add()
         body = assert_problem(admin_client.get(rows.url, {"cursor": cursor}), 400)
@@ -265,7 +309,7 @@ def test_a_cursor_the_list_did_not_give_out_is_a_400_problem(
 def test_without_a_cursor_the_growing_lists_keep_their_offset_pages(
     admin_client: APIClient, admin_membership: Membership, echo: Agent, thread: Thread
 ) -> None:
-    for growing in (_messages, _jobs, _documents):
+    for growing in (_messages, _jobs, _documents, _chunks, _audit_log, _usage_records, _usage_calls):
         rows: GrowingList = growing(admin_membership, echo, thread)
         rows.add()
         assert admin_client.get(rows.url).json().keys() == {"items", "total", "limit", "offset"}

@@ -1,5 +1,7 @@
 """Usage accounting: every ended job records its tokens and cost (at the catalogue's prices), its final event
-carries them, and /usage reports totals and time series, a member's own or, for admins, the tenant's."""
+carries them, /usage reports totals and time series, and /usage/jobs/ and /usage/calls/ list the record of each
+ended job (latest end first) and passthrough call: a member's own or, for admins, the tenant's; never another
+tenant's."""
 
 from __future__ import annotations
 
@@ -9,12 +11,15 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from agents import catalogue
 from agents.models import Agent, CatalogueModel
 from aihub.access.models import Membership
 from jobs import services
 from jobs.models import Job
+from jobs.usage import passthrough_record
 from tests.agents.factories import AgentFactory
 from tests.factories import MembershipFactory
 from tests.helpers import ClientAs, assert_invalid, assert_problem
@@ -235,3 +240,134 @@ def test_an_empty_period_reports_zeros(client_as: ClientAs, membership: Membersh
 
     assert body["totals"] == {"jobs": 0, "input_tokens": 0, "output_tokens": 0, "total_tokens": 0, "cost": 0.0}
     assert (body["groups"], body["series"], body["limits"]) == ([], [], [])
+
+
+# --- Usage records -----------------------------------------------------------------------------------------
+
+
+def records_of(client: Any, membership: Membership, **params: str) -> list[str]:
+    """The jobs of the usage records the client sees in the membership's tenant, in the list's order."""
+    response = client.get(f"/api/v1/{membership.tenant.slug}/usage/jobs/", params)
+    assert response.status_code == 200, response.content
+    return [item["job"] for item in response.json()["items"]]
+
+
+def ids(*jobs: Job) -> list[str]:
+    return [str(job.pk) for job in jobs]
+
+
+def test_a_member_lists_the_usage_records_of_their_own_ended_jobs_latest_end_first(
+    client_as: ClientAs, history: dict[str, Any]
+) -> None:
+    member, (first, second, third, _) = history["member"], history["jobs"]
+    late = Job.objects.filter(created_by=member.user).latest("finished_at")
+    services.job_submit(agent=first.agent, user=member.user, content="still queued")  # nothing accounted yet
+
+    response = client_as(member).get(f"/api/v1/{member.tenant.slug}/usage/jobs/")
+
+    items = response.json()["items"]
+    # Not the queued job, not the admin's, not the other tenant's: the jobs ended one after another.
+    assert [item["job"] for item in items] == ids(late, third, second, first)
+    assert items[-1] == {
+        "job": str(first.pk),
+        "thread": str(first.thread_id),
+        "agent": "echo",
+        "agent_version": first.agent_version,
+        "user": member.user.username,
+        "status": "succeeded",
+        "model": OFFLINE,
+        "input_tokens": 2,
+        "output_tokens": 2,
+        "total_tokens": 4,
+        "cost": 6.0,
+        "currency": "USD",
+        "created_at": "2026-11-02T09:30:00Z",
+        "finished_at": items[-1]["finished_at"],
+    }
+    assert datetime.fromisoformat(items[-1]["finished_at"]) == first.finished_at
+    assert_problem(client_as(member).get(f"/api/v1/{member.tenant.slug}/usage/jobs/", {"scope": "tenant"}), 403)
+
+
+def test_an_admin_lists_the_tenants_usage_records_or_only_their_own(
+    client_as: ClientAs, history: dict[str, Any]
+) -> None:
+    boss, (first, second, third, bosses) = history["boss"], history["jobs"]
+    client = client_as(boss)
+
+    assert records_of(client, boss)[1:] == ids(bosses, third, second, first)
+    assert records_of(client, boss, scope="mine") == ids(bosses)
+
+
+def test_usage_records_filter_by_agent_model_and_when_the_job_ended(
+    client_as: ClientAs, history: dict[str, Any]
+) -> None:
+    boss, (first, second, third, bosses) = history["boss"], history["jobs"]
+    client = client_as(boss)
+
+    assert records_of(client, boss, agent="helper") == ids(third)
+    assert records_of(client, boss, model=OFFLINE)[1:] == ids(bosses, second, first)
+    # `since` and `until` are on finished_at (the report's from and to are on created_at).
+    assert records_of(client, boss, since=second.finished_at.isoformat(), until=bosses.finished_at.isoformat()) == ids(
+        third, second
+    )
+    assert records_of(client, boss, cursor="", until=second.finished_at.isoformat()) == ids(first)
+    url = f"/api/v1/{boss.tenant.slug}/usage/jobs/"
+    assert_invalid(client.get(url, {"since": "last week"}), "since")
+    assert_invalid(client.get(url, {"since": "2026-11-05", "until": "2026-11-04"}), "until")
+    assert_invalid(client.get(url, {"scope": "everyone"}), "scope")
+
+
+def test_another_tenants_usage_records_are_not_found(client_as: ClientAs, history: dict[str, Any]) -> None:
+    outsider = MembershipFactory.create(roles=["admin"])
+
+    assert_problem(client_as(outsider).get(f"/api/v1/{history['tenant'].slug}/usage/jobs/"), 404)
+    elsewhere = Job.objects.exclude(tenant=history["tenant"]).get()
+    assert str(elsewhere.pk) not in records_of(client_as(history["boss"]), history["boss"])
+
+
+def test_a_cursor_page_of_usage_records_costs_one_statement_however_far_the_walk(
+    client_as: ClientAs, history: dict[str, Any]
+) -> None:
+    client = client_as(history["boss"])
+    first = client.get(f"/api/v1/{history['tenant'].slug}/usage/jobs/", {"cursor": "", "limit": "2"}).json()
+
+    with CaptureQueriesContext(connection) as captured:
+        second = client.get(first["next"])
+    assert len(second.json()["items"]) == 2
+    # The page with its agents and users joined: no COUNT, no query per record.
+    statements = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("SELECT")]
+    assert len(statements) == 1, "\n".join(statements)
+
+
+def test_passthrough_calls_are_listed_newest_first_a_members_own_or_the_tenants(
+    client_as: ClientAs, history: dict[str, Any]
+) -> None:
+    member, boss, tenant = history["member"], history["boss"], history["tenant"]
+    usage = {"input_tokens": 10, "output_tokens": 5}
+    image = passthrough_record(tenant=tenant, user=member.user, kind="images", model=OFFLINE, usage=usage)
+    speech = passthrough_record(tenant=tenant, user=boss.user, kind="speech", model=OFFLINE, usage=usage)
+    outsider = Job.objects.exclude(tenant=tenant).select_related("created_by", "tenant").get()
+    assert outsider.created_by is not None
+    passthrough_record(tenant=outsider.tenant, user=outsider.created_by, kind="speech", model="x", usage={})
+    url = f"/api/v1/{tenant.slug}/usage/calls/"
+
+    mine = client_as(member).get(url).json()["items"]
+    assert mine == [
+        {
+            "id": image.pk,
+            "kind": "images",
+            "model": OFFLINE,
+            "user": member.user.username,
+            "input_tokens": 10,
+            "output_tokens": 5,
+            "total_tokens": 15,
+            "cost": 20.0,
+            "currency": "USD",
+            "created_at": mine[0]["created_at"],
+        }
+    ]
+    tenants = client_as(boss).get(url, {"cursor": ""}).json()["items"]
+    assert [item["id"] for item in tenants] == [speech.pk, image.pk]
+    assert [item["id"] for item in client_as(boss).get(url, {"kind": "images"}).json()["items"]] == [image.pk]
+    assert_problem(client_as(member).get(url, {"scope": "tenant"}), 403)
+    assert_problem(client_as(MembershipFactory.create(roles=["admin"])).get(url), 404)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
+import uuid
 from typing import Any
 
 import factory
+import numpy as np
 
 from knowledge import services
 from knowledge.models import Collection, Document
+from knowledge.pipeline import document_claim
 from tests.factories import TenantFactory
+
+DIMENSIONS = 384
+"""Of the local model's vectors, every collection's default embedder."""
 
 
 class CollectionFactory(factory.django.DjangoModelFactory[Collection]):
@@ -29,3 +36,29 @@ def add_document(collection: Collection, text: str, *, filename: str = "doc.txt"
     return services.document_submit(
         collection=collection, content=text.encode(), filename=filename, enqueue=False, **kwargs
     ).document
+
+
+def add_ingested_document(collection: Collection, texts: list[str], **kwargs: Any) -> Document:
+    """A ready document with one chunk per text, stored through the services with stand-in vectors (no model:
+    the tests that use it read chunks, they do not search them)."""
+    document = add_document(collection, "\n\n".join(texts), filename=f"{uuid.uuid4()}.txt", **kwargs)
+    claimed = document_claim(document_id=document.pk)
+    assert claimed is not None
+    offsets = [0, *itertools.accumulate(len(text) + 2 for text in texts)]
+    chunks: list[dict[str, Any]] = [
+        {
+            "text": text,
+            "token_count": len(text.split()),
+            "page": None,
+            "heading_path": [],
+            "start": offsets[i],
+            "end": offsets[i] + len(text),
+            "embedding": np.ones(DIMENSIONS, dtype=np.float32),
+        }
+        for i, text in enumerate(texts)
+    ]
+    stored = services.document_chunks_replace(
+        document_id=document.pk, sha256=claimed.sha256, chunks=chunks, dimensions=DIMENSIONS
+    )
+    assert stored is not None
+    return stored

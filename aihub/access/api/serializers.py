@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
 from rest_framework import serializers
 
-from aihub.access.models import ApiToken, Membership, Role, Tenant
+from aihub.access.models import ApiToken, AuditEvent, Membership, Role, Tenant
+from aihub.api.query import TimeRangeQuerySerializer
 
 
 class StrictSerializer(serializers.Serializer):
@@ -128,3 +130,48 @@ class MembershipCreateSerializer(StrictSerializer):
 
 class MembershipUpdateSerializer(StrictSerializer):
     roles = serializers.ListField(child=serializers.SlugField(), allow_empty=True)
+
+
+AUDIT_EVENT_EXAMPLE: dict[str, Any] = {
+    "id": 4711,
+    "created_at": "2025-01-01T12:00:00Z",
+    "action": "membership.roles_changed",
+    "actor": "alice",
+    "actor_id": 7,
+    "target_type": "membership",
+    "target_id": "2f1d0c3b-7a6e-4b5c-9d8e-1f2a3b4c5d6e",
+    "ip_address": "203.0.113.9",
+    "request_id": "b93660d86a8442b5bc6afda2eca27b14",
+    "details": {"user": "bob", "roles_before": ["member"], "roles": ["knowledge-admin", "member"]},
+}
+
+
+@extend_schema_serializer(examples=[OpenApiExample("A member's roles changed", value=AUDIT_EVENT_EXAMPLE)])
+class AuditEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(
+        source="actor_label", help_text="The username who acted, as it was then; empty when no user did."
+    )
+    actor_id = serializers.IntegerField(allow_null=True, help_text="The user who acted; null once deleted, or none.")
+
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id",
+            "created_at",
+            "action",
+            "actor",
+            "actor_id",
+            "target_type",
+            "target_id",
+            "ip_address",
+            "request_id",
+            "details",
+        ]
+        read_only_fields = fields
+
+
+class AuditLogQuerySerializer(TimeRangeQuerySerializer):
+    action = serializers.CharField(
+        required=False, max_length=64, help_text="Only this action, e.g. `token.created` or `role.updated`."
+    )
+    actor = serializers.CharField(required=False, max_length=200, help_text="Only what this username did.")

@@ -14,4 +14,7 @@ tenant_router.register("roles", views.RoleViewSet, basename="role")
 tenant_router.register("members", views.MemberViewSet, basename="member")
 
 urlpatterns = [path("me", views.MeView.as_view(), name="me"), *router.urls]
-tenant_urlpatterns = tenant_router.urls
+tenant_urlpatterns = [
+    *tenant_router.urls,
+    path("audit-log/", views.AuditLogViewSet.as_view({"get": "list"}), name="audit-log"),
+]

@@ -14,11 +14,12 @@ from rest_framework.viewsets import GenericViewSet
 
 from aihub.access import selectors, services
 from aihub.access.api import serializers as s
-from aihub.access.models import ApiToken, Membership, Role, Tenant
+from aihub.access.models import ApiToken, AuditEvent, Membership, Role, Tenant
 from aihub.access.oidc import ExternalIdentityClaims
 from aihub.access.permissions import IsAuthenticatedWithScope, IsStaff
 from aihub.access.principal import credential_scopes, credential_tenant_id
 from aihub.api.base import ApiMixin, ApiView, TenantScopedViewSet, caller
+from aihub.api.pagination import cursor_pagination
 from aihub.api.problems import PROBLEM_CONTENT_TYPE
 from aihub.api.schema import ProblemSerializer
 
@@ -262,3 +263,33 @@ class MemberViewSet(TenantScopedViewSet):
         self.principal.require("admin", "members")
         services.membership_delete(membership=self.get_object(), granted_by=self.principal, actor=caller(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(parameters=[TENANT_PARAMETER], tags=["audit"])
+class AuditLogViewSet(TenantScopedViewSet):
+    """The tenant's audit log: who did what to which thing, from where, in which request. Read-only."""
+
+    serializer_class = s.AuditEventSerializer
+    model = AuditEvent
+    # The log grows with every security-relevant action: it pages by cursor too.
+    pagination_class = cursor_pagination("-created_at", "-id")
+
+    def visible_queryset(self) -> Any:
+        return selectors.audit_log(principal=self.principal)
+
+    @extend_schema(
+        summary="The tenant's audit log, newest first",
+        description="Security-relevant actions in this tenant (roles, members, tokens, schedules, the tenant "
+        "itself); filter by `action`, `actor` (username) and time (`since`, `until`). Needs `aihub.admin.audit` "
+        "(the `admin` role has it, `member` does not).",
+        parameters=[s.AuditLogQuerySerializer],
+        responses={
+            200: s.AuditEventSerializer(many=True),
+            (403, PROBLEM_CONTENT_TYPE): OpenApiResponse(ProblemSerializer, description="Without aihub.admin.audit."),
+        },
+    )
+    def list(self, request: Request, tenant: str) -> Response:
+        query = s.AuditLogQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        page = self.paginate_queryset(selectors.audit_log(principal=self.principal, **query.validated_data))
+        return self.get_paginated_response(s.AuditEventSerializer(page, many=True).data)
