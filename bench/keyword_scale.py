@@ -1,0 +1,173 @@
+"""Keyword search at scale: BM25 through the keyword index (``knowledge.keywords``) at 100,000 chunks, against the
+exact full scan (every posting of every query word scored) in the same run, on PostgreSQL or SQLite.
+
+Run from the repository root:
+
+    .venv/bin/python bench/keyword_scale.py                       # SQLite (embedded), in a temporary folder
+    .venv/bin/python bench/keyword_scale.py --postgres postgres://postgres@127.0.0.1:54329
+
+The corpus is the one of ``bench/knowledge_scale.py``'s search part, without the model: ``--documents`` generated
+documents (a seeded sentence generator over a fixed vocabulary, cut into chunks of about 160 words that
+overlap by 40) and then pieces of one to three sentences of the BEIR SciFact abstracts (read in place from
+``../shared/data/scifact``) up to ``--chunks``. Chunks are stored and indexed as ingestion stores them (bulk
+insert, then the keyword index in the same transaction), with one placeholder vector each: keyword search never
+reads vectors, and embedding 80,000 pieces would cost an hour of CPU for nothing measured here (vector and
+hybrid latency at scale are ``bench/knowledge_scale.py``'s). Then the first ``--queries`` SciFact queries are
+searched for the top 10 through the search service in keyword mode and through the exact scan; it prints
+p50/p95 of both, their ratio, and checks that both return the same chunks in the same order.
+
+Figures depend on the machine and on what else runs on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import configure_django, percentile, recreate_database
+from bench.knowledge_scale import DEFAULT_DATA, document_text, scifact_pieces, scifact_queries, timed_ms
+
+BENCH_DATABASE = "aihub_bench_keywords"
+
+
+def corpus(rng: random.Random, documents: int, words: int, target: int, data: Path) -> list[str]:
+    chunks: list[str] = []
+    for _ in range(documents):
+        tokens = document_text(rng, words).split()
+        chunks += [" ".join(tokens[i : i + 160]) for i in range(0, len(tokens), 120)]
+    chunks = chunks[:target]
+    return chunks + scifact_pieces(data, target - len(chunks), rng)
+
+
+def load(texts: list[str]) -> tuple[Any, float]:
+    import numpy as np
+    from django.db import connection, transaction
+
+    from aihub.access.services import tenant_create
+    from knowledge import keywords
+    from knowledge.models import Chunk, Collection, Document
+
+    tenant = tenant_create(slug="bench", name="Bench")
+    collection = Collection.objects.create(
+        tenant=tenant, slug="scale", name="Scale", embedder="local/all-MiniLM-L6-v2", dimensions=384
+    )
+    document = Document.objects.create(
+        collection=collection, title="corpus", media_type="text/plain", sha256="0" * 64, status="ready"
+    )
+    placeholder = np.full(384, 1 / np.sqrt(384), dtype=np.float32)
+    started = time.perf_counter()
+    for offset in range(0, len(texts), 2000):
+        with transaction.atomic():
+            created = Chunk.objects.bulk_create(
+                Chunk(
+                    document=document,
+                    collection=collection,
+                    position=offset + i,
+                    text=text,
+                    token_count=len(text.split()),
+                    start=0,
+                    end=len(text),
+                    dimensions=384,
+                    embedding=placeholder,
+                )
+                for i, text in enumerate(texts[offset : offset + 2000])
+            )
+            keywords.chunks_index(collection_id=collection.pk, chunks=[(c.pk, c.text) for c in created])
+        print(f"  stored and indexed {offset + len(created)}/{len(texts)}", file=sys.stderr)
+    seconds = time.perf_counter() - started
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            for table in ("knowledge_chunk", "knowledge_posting", "knowledge_term"):
+                cursor.execute(f"VACUUM ANALYZE {table}")
+        else:
+            cursor.execute("ANALYZE")
+    collection.refresh_from_db()
+    return collection, seconds
+
+
+def exact_scan(collection: Any, query: str) -> list[tuple[int, float]]:
+    """The baseline: one statement scoring every posting of every query word (what the index must equal)."""
+    from knowledge import keywords
+
+    words, length_factor = keywords._words([collection], keywords.query_terms(query))
+    return keywords._Scorer(length_factor, None).top(words, 10) if words else []
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--postgres", help="A PostgreSQL server URL (without the database name); else SQLite.")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="BEIR SciFact.")
+    parser.add_argument("--documents", type=int, default=2000)
+    parser.add_argument("--words", type=int, default=1100)
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--json", type=Path, help="Also write the figures to this file.")
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    texts = corpus(rng, args.documents, args.words, args.chunks, args.data)
+    with tempfile.TemporaryDirectory(prefix="aihub-bench-keywords-") as folder:
+        url = f"{args.postgres.rstrip('/')}/{BENCH_DATABASE}" if args.postgres else None
+        configure_django(Path(folder), database_url=url)
+        if args.postgres:
+            recreate_database(args.postgres, BENCH_DATABASE)
+        try:
+            import django
+
+            django.setup()
+            from django.core.management import call_command
+            from django.db import connection
+
+            from knowledge.search import search
+
+            call_command("migrate", verbosity=0)
+            collection, seconds = load(texts)
+            queries = scifact_queries(args.data, args.queries)
+            for query in queries[:5]:  # warm the caches
+                search(collections=[collection], query=query, mode="keyword", top_k=10)
+                exact_scan(collection, query)
+            indexed, scanned, same = [], [], 0
+            for query in queries:
+                ms, hits = timed_ms(search, collections=[collection], query=query, mode="keyword", top_k=10)
+                indexed.append(ms)
+                ms, exact = timed_ms(exact_scan, collection, query)
+                scanned.append(ms)
+                same += [h.chunk_id for h in hits] == [chunk_id for chunk_id, _ in exact]
+            rows = {
+                "exact scan (every posting scored)": {
+                    "p50_ms": percentile(scanned, 0.5),
+                    "p95_ms": percentile(scanned, 0.95),
+                },
+                "service keyword (MaxScore)": {"p50_ms": percentile(indexed, 0.5), "p95_ms": percentile(indexed, 0.95)},
+            }
+            print(
+                f"\n{connection.vendor}: {len(texts)} chunks stored and keyword-indexed in {seconds:.0f}s; "
+                f"{len(queries)} SciFact queries, top 10"
+            )
+            print("| path | p50 ms | p95 ms | p50 vs exact scan |")
+            print("|---|---:|---:|---:|")
+            base = rows["exact scan (every posting scored)"]["p50_ms"]
+            for name, row in rows.items():
+                print(f"| {name} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | {row['p50_ms'] / base:.2f} |")
+            print(f"same top 10 as the exact scan: {same}/{len(queries)}")
+            if args.json:
+                figures = {"database": connection.vendor, "chunks": len(texts), "seconds": seconds, "same": same}
+                args.json.write_text(json.dumps({**figures, "latency": rows}, indent=2))
+        finally:
+            from django.db import connections
+
+            connections.close_all()
+            if args.postgres:
+                recreate_database(args.postgres, BENCH_DATABASE, drop_only=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
