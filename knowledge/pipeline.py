@@ -140,6 +140,8 @@ class Ingestion:
         self._batches: deque[tuple[list[tuple[_Claimed, int]], Future[Any]]] = deque()
         self._executor: ThreadPoolExecutor | None = None
         self._claimed: dict[uuid.UUID, _Claimed] = {}
+        # Finished and not returned yet: kept here, so what finished before a failure part-way is still told.
+        self._finished: list[Ingested] = []
 
     def __enter__(self) -> Ingestion:
         return self
@@ -158,55 +160,56 @@ class Ingestion:
         return list(self._claimed)
 
     def add(self, document_id: uuid.UUID) -> list[Ingested]:
-        finished: list[Ingested] = []
         document = document_claim(document_id=document_id)
         if document is None:
-            return [Ingested(document_id, "not claimed")]
+            return self._take([Ingested(document_id, "not claimed")])
         try:
             with document.file.open("rb") as handle:
                 content = handle.read()
             pieces = document_chunks(document, content, document.collection)
             embedder = self._embedder(document.collection.embedder)
         except Exception as exc:
-            return [self._fail(document, document.sha256, exc)]
+            return self._take([self._fail(document, document.sha256, exc)])
         claimed = _Claimed(document, document.sha256, pieces, [None] * len(pieces), len(pieces))
         self._claimed[document.pk] = claimed
         waiting = self._waiting.setdefault(embedder.name, [])
         waiting.extend((claimed, i) for i in range(len(pieces)))
         while len(waiting) >= self._batch_size:
             batch, waiting[:] = waiting[: self._batch_size], waiting[self._batch_size :]
-            finished += self._send(embedder, batch)
+            self._send(embedder, batch)
         while self._batches and self._batches[0][1].done():
-            finished += self._collect()
-        return finished
+            self._collect()
+        return self._take()
 
     def finish(self) -> list[Ingested]:
         """Embed the last, partial batches and store every document still in flight."""
-        finished: list[Ingested] = []
         for name, waiting in self._waiting.items():
             if waiting:
                 batch, waiting[:] = list(waiting), []
-                finished += self._send(self._embedders[name], batch)
+                self._send(self._embedders[name], batch)
         while self._batches:
-            finished += self._collect()
-        return finished
+            self._collect()
+        return self._take()
+
+    def _take(self, more: list[Ingested] | None = None) -> list[Ingested]:
+        self._finished += more or []
+        taken, self._finished = self._finished, []
+        return taken
 
     def _embedder(self, name: str) -> Embedder:
         if name not in self._embedders:
             self._embedders[name] = get_embedder(name)
         return self._embedders[name]
 
-    def _send(self, embedder: Embedder, batch: list[tuple[_Claimed, int]]) -> list[Ingested]:
-        finished: list[Ingested] = []
+    def _send(self, embedder: Embedder, batch: list[tuple[_Claimed, int]]) -> None:
         while len(self._batches) >= BATCHES_IN_FLIGHT:
-            finished += self._collect()
+            self._collect()
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="knowledge-embed")
         texts = [claimed.pieces[i].text for claimed, i in batch]
         self._batches.append((batch, self._executor.submit(embedder.embed, texts)))
-        return finished
 
-    def _collect(self) -> list[Ingested]:
+    def _collect(self) -> None:
         """Wait for the oldest batch, hand out its vectors, and store the documents it completes."""
         batch, future = self._batches.popleft()
         try:
@@ -217,16 +220,17 @@ class Ingestion:
             if not future.done():
                 raise  # not the model's failure: this thread was interrupted while waiting (a time limit)
             # A batch mixes documents: each is embedded again alone, so a failure is only its own.
-            return [self._embed_alone(claimed) for claimed in dict.fromkeys(c for c, _ in batch) if not claimed.done]
-        finished: list[Ingested] = []
+            for claimed in dict.fromkeys(c for c, _ in batch):
+                if not claimed.done:
+                    self._finished.append(self._embed_alone(claimed))
+            return
         for (claimed, i), vector in zip(batch, vectors, strict=True):
             if claimed.done:
                 continue
             claimed.vectors[i] = vector
             claimed.missing -= 1
             if not claimed.missing:
-                finished.append(self._store(claimed, int(vector.shape[0])))
-        return finished
+                self._finished.append(self._store(claimed, int(vector.shape[0])))
 
     def _embed_alone(self, claimed: _Claimed) -> Ingested:
         texts = [p.text for p in claimed.pieces]
@@ -257,11 +261,12 @@ class Ingestion:
         return Ingested(document.pk, "ready", chunks=len(claimed.pieces))
 
     def fail_in_flight(self, exc: BaseException) -> list[Ingested]:
-        """Mark every document still in flight failed, for ``exc`` (what stopped the ingestion)."""
+        """Mark every document still in flight failed, for ``exc`` (what stopped the ingestion); returns them
+        after those that finished before it and were not returned yet."""
         self.close()
         failed = [self._fail(c.document, c.sha256, exc) for c in self._claimed.values()]
         self._claimed.clear()
-        return failed
+        return self._take(failed)
 
     def _fail(self, document: Document, sha256: str, exc: BaseException) -> Ingested:
         reason = _failure_reason(document, exc)
