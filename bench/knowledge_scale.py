@@ -4,12 +4,14 @@ Run from the repository root with a PostgreSQL that has pgvector (``scripts/pgse
 
     .venv/bin/python bench/knowledge_scale.py --postgres postgres://postgres@127.0.0.1:54329
 
-It creates the database ``aihub_bench_scale`` on that server (dropped afterwards), migrates it, and measures:
+It creates the database ``aihub_bench_scale`` (``--database``) on that server (dropped afterwards), migrates it,
+and measures:
 
 1. **ingest**: ``--documents`` generated text documents (default 2,000 of about ``--words`` words each, made from a
    seeded random sentence generator over a fixed vocabulary, so about ten 200-token chunks each), each submitted
-   and ingested inline through the real pipeline (sniff, extract, chunk, embed, store, index), the model loaded
-   before the clock starts. It prints documents/s and chunks/s end to end, next to the raw throughput of the same
+   and ingested inline through the real pipeline as ``manage.py ingest`` does (``knowledge.pipeline.Ingestion``:
+   sniff, extract, chunk, embed in full batches across documents on the model's thread, store, index), the model
+   loaded before the clock starts. It prints documents/s and chunks/s end to end, next to the raw throughput of the same
    model embedding the same chunk texts in batches of ``KNOWLEDGE_EMBED_BATCH_SIZE`` (the limit; ``--raw-sample``
    of them), and the ratio.
 2. **search at scale**: the collection is filled up to ``--chunks`` (default 100,000) chunk rows inserted directly
@@ -23,12 +25,14 @@ It creates the database ``aihub_bench_scale`` on that server (dropped afterwards
    top 10 over the same vectors in memory (what the embedded SQLite index does), and the search service's
    keyword, vector and hybrid modes end to end.
 
-Figures depend on the machine and on what else runs on it.
+``--chunks 0`` stops after the ingest; ``--database`` names the throwaway database; ``--profile FILE`` writes a
+cProfile of the ingest (``python -m pstats FILE``). Figures depend on the machine and on what else runs on it.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import hashlib
 import json
 import random
@@ -176,30 +180,42 @@ def document_text(rng: random.Random, words: int) -> str:
     return "\n\n".join(paragraphs)
 
 
-def ingest(collection: Any, rng: random.Random, documents: int, words: int, raw_sample: int) -> dict[str, float]:
+def ingest(
+    collection: Any, rng: random.Random, documents: int, words: int, raw_sample: int, profile: Path | None = None
+) -> dict[str, float]:
     from knowledge import services
     from knowledge.embedders import get_embedder
     from knowledge.models import Chunk
-    from knowledge.pipeline import document_ingest, embed_in_batches
+    from knowledge.pipeline import Ingestion, embed_in_batches
 
     texts = [document_text(rng, words) for _ in range(documents)]
     get_embedder(collection.embedder).embed(["load the model before the clock starts"])
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        profiler.enable()
     started = time.perf_counter()
-    for number, text in enumerate(texts, start=1):
-        submitted = services.document_submit(
-            collection=collection,
-            content=text.encode(),
-            filename=f"doc-{number}.txt",
-            title=f"Generated document {number}",
-            source=f"generated/{number}",
-            enqueue=False,
-        )
-        result = document_ingest(document_id=submitted.document.pk)
-        if result != "ready":
-            print(f"  document {number}: {result}", file=sys.stderr)
-        if number % 200 == 0:
-            print(f"  ingested {number}/{documents} in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    results = []
+    with Ingestion() as ingestion:
+        for number, text in enumerate(texts, start=1):
+            submitted = services.document_submit(
+                collection=collection,
+                content=text.encode(),
+                filename=f"doc-{number}.txt",
+                title=f"Generated document {number}",
+                source=f"generated/{number}",
+                enqueue=False,
+            )
+            results += ingestion.add(submitted.document.pk)
+            if number % 200 == 0:
+                print(f"  submitted {number}/{documents} in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+        results += ingestion.finish()
     seconds = time.perf_counter() - started
+    for result in results:
+        if result.outcome != "ready":
+            print(f"  document {result.document_id}: {result.outcome} {result.error}", file=sys.stderr)
+    if profiler and profile:
+        profiler.disable()
+        profiler.dump_stats(profile)
     chunk_texts = list(Chunk.objects.filter(collection=collection).order_by("id").values_list("text", flat=True))
     sample = chunk_texts[:raw_sample] if raw_sample else chunk_texts
     raw_started = time.perf_counter()
@@ -394,7 +410,11 @@ def main() -> int:
     parser.add_argument("--documents", type=int, default=2000)
     parser.add_argument("--words", type=int, default=1100, help="Words per generated document (about 10 chunks).")
     parser.add_argument("--raw-sample", type=int, default=2000, help="Chunks the raw throughput is measured on.")
-    parser.add_argument("--chunks", type=int, default=100_000, help="Chunks in the collection for the latency part.")
+    parser.add_argument(
+        "--chunks", type=int, default=100_000, help="Chunks in the collection for the latency part (0: ingest only)."
+    )
+    parser.add_argument("--database", default=BENCH_DATABASE, help="The throwaway database's name on the server.")
+    parser.add_argument("--profile", type=Path, help="Write a cProfile of the ingest to this file.")
     parser.add_argument("--queries", type=int, default=300, help="SciFact queries searched (at most 1,109).")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--json", type=Path, help="Also write the figures to this file.")
@@ -402,8 +422,8 @@ def main() -> int:
     rng = random.Random(args.seed)
 
     with tempfile.TemporaryDirectory(prefix="aihub-bench-scale-") as folder:
-        configure_django(Path(folder), database_url=f"{args.postgres.rstrip('/')}/{BENCH_DATABASE}")
-        recreate_database(args.postgres, BENCH_DATABASE)
+        configure_django(Path(folder), database_url=f"{args.postgres.rstrip('/')}/{args.database}")
+        recreate_database(args.postgres, args.database)
         try:
             import django
 
@@ -421,7 +441,7 @@ def main() -> int:
                 f"PostgreSQL + pgvector; {collection.embedder}, {collection.chunk_size} tokens per chunk, "
                 f"{collection.chunk_overlap} overlap; embed batch {settings.KNOWLEDGE_EMBED_BATCH_SIZE}"
             )
-            ingested = ingest(collection, rng, args.documents, args.words, args.raw_sample)
+            ingested = ingest(collection, rng, args.documents, args.words, args.raw_sample, args.profile)
             print(
                 f"\ningest: {ingested['documents']} generated documents, {ingested['chunks']} chunks "
                 f"in {ingested['seconds']:.1f}s: {ingested['docs_per_s']:.2f} docs/s, "
@@ -429,6 +449,10 @@ def main() -> int:
                 f"{ingested['raw_sample']} of the same chunks {ingested['raw_embed_chunks_per_s']:.1f} chunks/s; "
                 f"ratio {ingested['chunks_per_s'] / ingested['raw_embed_chunks_per_s']:.2f}"
             )
+            if not args.chunks:
+                if args.json:
+                    args.json.write_text(json.dumps({"ingest": ingested}, indent=2))
+                return 0
             filled = fill(collection, rng, args.chunks, args.data)
             print(
                 f"\nfilled to {int(filled['total'])} chunks: {int(filled['inserted'])} SciFact pieces with their "
@@ -454,7 +478,7 @@ def main() -> int:
             from django.db import connections
 
             connections.close_all()
-            recreate_database(args.postgres, BENCH_DATABASE, drop_only=True)
+            recreate_database(args.postgres, args.database, drop_only=True)
     return 0
 
 

@@ -7,8 +7,9 @@ with ``python scripts/pgserver.py start var/pgserver 54329``). The data is read 
 
 It measures, in the same run:
 
-- **ingest**: every abstract (title + text) submitted as one document and ingested inline (sniff, extract,
-  chunk, embed, store, index): documents/s and chunks/s end to end, next to the raw embedding throughput of
+- **ingest**: every abstract (title + text) submitted as one document and ingested inline as ``manage.py
+  ingest`` does (``knowledge.pipeline.Ingestion``: sniff, extract, chunk, embed in full batches across
+  documents, store, index): documents/s and chunks/s end to end, next to the raw embedding throughput of
   the same model on the same chunk texts (the limit), and the ratio;
 - **quality**: nDCG@10 and recall@100 at the document level (a document ranks where its best chunk ranks)
   for keyword, vector and hybrid search, each asked for the top 100 chunks; keyword (BM25 on SQLite) is the
@@ -78,27 +79,31 @@ def ingest(corpus: list[dict[str, Any]], collection: Any, raw_sample: int) -> di
     from knowledge import services
     from knowledge.embedders import get_embedder
     from knowledge.models import Chunk
-    from knowledge.pipeline import document_ingest
+    from knowledge.pipeline import Ingestion
 
     get_embedder(collection.embedder).embed(["load the model before the clock starts"])
     started = time.perf_counter()
-    for number, doc in enumerate(corpus, start=1):
-        content = f"{doc['title']}\n\n{doc['text']}".encode()
-        submitted = services.document_submit(
-            collection=collection,
-            content=content,
-            filename=f"{doc['_id']}.txt",
-            title=doc["title"][:500],
-            source=doc["_id"],
-            metadata={"corpus_id": doc["_id"]},
-            enqueue=False,
-        )
-        result = document_ingest(document_id=submitted.document.pk)
-        if result != "ready":
-            print(f"  document {doc['_id']}: {result}", file=sys.stderr)
-        if number % 500 == 0:
-            print(f"  ingested {number}/{len(corpus)} in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    results = []
+    with Ingestion() as ingestion:
+        for number, doc in enumerate(corpus, start=1):
+            content = f"{doc['title']}\n\n{doc['text']}".encode()
+            submitted = services.document_submit(
+                collection=collection,
+                content=content,
+                filename=f"{doc['_id']}.txt",
+                title=doc["title"][:500],
+                source=doc["_id"],
+                metadata={"corpus_id": doc["_id"]},
+                enqueue=False,
+            )
+            results += ingestion.add(submitted.document.pk)
+            if number % 500 == 0:
+                print(f"  submitted {number}/{len(corpus)} in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+        results += ingestion.finish()
     seconds = time.perf_counter() - started
+    for result in results:
+        if result.outcome != "ready":
+            print(f"  document {result.document_id}: {result.outcome} {result.error}", file=sys.stderr)
     texts = list(Chunk.objects.filter(collection=collection).order_by("id").values_list("text", flat=True))
     from knowledge.pipeline import embed_in_batches
 
@@ -212,6 +217,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--postgres", help="A PostgreSQL server URL with pgvector (without the database name).")
     parser.add_argument("--limit", type=int, help="A quick run on this many abstracts (and some queries).")
+    parser.add_argument("--database", default=BENCH_DATABASE, help="With --postgres: the database's name.")
     parser.add_argument("--json", type=Path, help="Also write the figures to this file.")
     parser.add_argument(
         "--raw-sample", type=int, default=2000, help="Chunks the raw embedding throughput is measured on (0: all)."
@@ -229,12 +235,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="aihub-bench-retrieval-") as folder:
         var_dir = Path(folder)
         configure_django(
-            var_dir, database_url=f"{args.postgres.rstrip('/')}/{BENCH_DATABASE}" if args.postgres else None
+            var_dir, database_url=f"{args.postgres.rstrip('/')}/{args.database}" if args.postgres else None
         )
         if args.reuse and not args.postgres:
             parser.error("--reuse needs --postgres")
         if args.postgres and not args.reuse:
-            recreate_database(args.postgres, BENCH_DATABASE)
+            recreate_database(args.postgres, args.database)
         try:
             import django
 
@@ -297,9 +303,9 @@ def main() -> int:
 
                 connections.close_all()
                 if args.keep:
-                    print(f"kept the database {BENCH_DATABASE}")
+                    print(f"kept the database {args.database}")
                 else:
-                    recreate_database(args.postgres, BENCH_DATABASE, drop_only=True)
+                    recreate_database(args.postgres, args.database, drop_only=True)
     return 0
 
 

@@ -46,6 +46,11 @@ def _normalised(vectors: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     return vectors / norms
 
 
+# Token counts of texts this short are remembered, up to this many of them.
+_REMEMBERED_CHARS = 40
+_REMEMBERED_COUNTS = 100_000
+
+
 class LocalMiniLM:
     name = LOCAL_MINILM
     max_tokens = 256
@@ -54,6 +59,7 @@ class LocalMiniLM:
         self._lock = threading.Lock()
         self._model: Any = None
         self._tokenizer: Any = None
+        self._counts: dict[str, int] = {}
 
     @property
     def dimensions(self) -> int:
@@ -85,6 +91,11 @@ class LocalMiniLM:
         return _normalised(vectors)
 
     def count_tokens(self, text: str) -> int:
+        # Chunking counts the words at a chunk's end one by one (for the overlap): words repeat, so short texts'
+        # counts are remembered (a bounded table) instead of asking the tokenizer thousands of times per document.
+        short = len(text) <= _REMEMBERED_CHARS
+        if short and (known := self._counts.get(text)) is not None:
+            return known
         if self._tokenizer is None:
             from tokenizers import Tokenizer
 
@@ -92,7 +103,12 @@ class LocalMiniLM:
             tokenizer.no_truncation()
             tokenizer.no_padding()
             self._tokenizer = tokenizer
-        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+        count = len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+        if short:
+            if len(self._counts) >= _REMEMBERED_COUNTS:
+                self._counts.clear()
+            self._counts[text] = count
+        return count
 
 
 _APPROXIMATE_TOKEN = re.compile(r"\w{1,4}|[^\w\s]")

@@ -135,24 +135,30 @@ def test_an_unknown_collection_or_tenant_is_an_error_line(tenant: Tenant, folder
         call_command("ingest", "nope", str(folder), "--tenant", "other", stdout=io.StringIO())
 
 
-def test_ctrl_c_leaves_no_half_ingested_document(tenant: Tenant, folder: Path, monkeypatch: Any) -> None:
+def test_ctrl_c_leaves_no_half_ingested_document(tenant: Tenant, folder: Path, monkeypatch: Any, settings: Any) -> None:
     CollectionFactory.create(tenant=tenant, slug="fruit")
-    from knowledge import pipeline
+    from knowledge import services
 
+    # One chunk per batch: the first file is stored when the third is submitted; Ctrl-C comes while the second
+    # one's chunks are being stored, with the third still in flight.
+    settings.KNOWLEDGE_EMBED_BATCH_SIZE = 1
     calls = {"n": 0}
-    real = pipeline.document_ingest
+    real = services.document_chunks_replace
 
-    def interrupted_on_the_second(**kwargs: Any) -> str:
+    def interrupted_on_the_second(**kwargs: Any) -> Any:
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
         return real(**kwargs)
 
-    monkeypatch.setattr(pipeline, "document_ingest", interrupted_on_the_second)
+    monkeypatch.setattr(services, "document_chunks_replace", interrupted_on_the_second)
+    out = io.StringIO()
     with pytest.raises(SystemExit) as exited:
-        call_command("ingest", "fruit", str(folder), "--no-progress", stdout=io.StringIO())
+        call_command("ingest", "fruit", str(folder), "-r", "--no-progress", stdout=out)
     assert exited.value.code == 130
+    assert "added 1, unchanged 0, replaced 0, failed 0; 1 chunks" in out.getvalue()
     assert list(Document.objects.values_list("status", flat=True)) == ["ready"]
+    assert Chunk.objects.count() == 1
 
 
 def test_reembed_changes_chunking_and_reingests_everything(tenant: Tenant, folder: Path) -> None:

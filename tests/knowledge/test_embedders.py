@@ -36,6 +36,24 @@ def test_the_local_model_is_one_object_per_process_with_normalised_384_dimension
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
 
 
+def test_token_counts_of_short_texts_are_remembered_in_a_bounded_table(
+    minilm: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from knowledge import embedders
+
+    monkeypatch.setattr(embedders, "_REMEMBERED_COUNTS", 3)
+    counts: dict[str, int] = minilm._counts  # type: ignore[attr-defined]
+    counts.clear()
+    words = ["photosynthesis", "the", "antidisestablishmentarianism", "cat"]
+    assert [minilm.count_tokens(w) for w in words] == [minilm.count_tokens(w) for w in words]
+    assert minilm.count_tokens("photosynthesis") > 1 and minilm.count_tokens("the") == 1
+    assert len(counts) <= 3
+    long = "a sentence longer than forty characters is counted each time"
+    tokenizer = minilm._tokenizer  # type: ignore[attr-defined]
+    assert minilm.count_tokens(long) == len(tokenizer.encode(long, add_special_tokens=False).ids) > 5
+    assert long not in counts
+
+
 def test_unknown_embedder_names_are_refused() -> None:
     with pytest.raises(EmbeddingError, match="Unknown embedder"):
         get_embedder("hub/some-model")

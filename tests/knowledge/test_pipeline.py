@@ -2,15 +2,16 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from knowledge import services
-from knowledge.embedders import Embedder
+from knowledge.embedders import Embedder, EmbeddingError
 from knowledge.models import Chunk, Collection, Document, Posting, Term
-from knowledge.pipeline import document_claim, document_ingest
+from knowledge.pipeline import Ingestion, document_claim, document_ingest, documents_ingest, files_ingest
 from knowledge.search import search
 from tests.helpers import drain_sent_tasks
 from tests.knowledge.factories import CollectionFactory, add_document
@@ -235,3 +236,157 @@ def test_the_task_enqueued_after_commit_ingests(
     assert sent == [str(submitted.document.pk)]
     assert tasks.ingest_document(sent[0]) == "ready"
     assert tasks.ingest_document(sent[0]) == "not claimed"  # idempotent
+
+
+# --- Many documents together -------------------------------------------------------------------------------------
+
+
+def _paragraphs(word: str, count: int) -> str:
+    # Paragraphs of about 20 tokens: two fit in a chunk of the fixture's collection (64 tokens) but not three.
+    return "\n\n".join(f"{word.title()} paragraph {n}: " + " ".join([word] * 18) + "." for n in range(count))
+
+
+@pytest.fixture
+def embedded(minilm: Embedder, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The texts of every call to the model, in order."""
+    calls: list[list[str]] = []
+    real = minilm.embed
+
+    def spy(texts: list[str]) -> Any:
+        calls.append(list(texts))
+        return real(texts)
+
+    monkeypatch.setattr(minilm, "embed", spy)
+    return calls
+
+
+def test_the_chunks_of_many_documents_fill_full_batches_and_each_gets_its_own_vectors(
+    collection: Collection, embedded: list[list[str]], minilm: Embedder, settings: Any
+) -> None:
+    settings.KNOWLEDGE_EMBED_BATCH_SIZE = 4
+    texts = [_paragraphs(word, count) for word, count in (("apple", 1), ("pear", 6), ("plum", 2), ("fig", 3))]
+    documents = [add_document(collection, text, filename=f"{n}.txt") for n, text in enumerate(texts)]
+    results = documents_ingest(document_ids=[d.pk for d in documents])
+
+    assert sorted(r.document_id for r in results) == sorted(d.pk for d in documents)
+    assert {r.outcome for r in results} == {"ready"}
+    chunks = list(Chunk.objects.filter(collection=collection).order_by("document__created_at", "position"))
+    assert sum(r.chunks for r in results) == len(chunks) > 4
+    # Full batches across documents (one document's chunks span two of them), only the last one partial.
+    assert [len(call) for call in embedded[:-1]] == [4] * (len(embedded) - 1) and 0 < len(embedded[-1]) <= 4
+    assert [t for call in embedded for t in call] == [c.text for c in chunks]
+    for chunk in chunks:
+        assert chunk.embedding == pytest.approx(minilm.embed([chunk.text])[0], abs=1e-6)
+    for document in documents:
+        document.refresh_from_db()
+        assert document.status == Document.Status.READY
+        assert document.chunk_count == Chunk.objects.filter(document=document).count()
+        assert [c.position for c in Chunk.objects.filter(document=document)] == list(range(document.chunk_count))
+
+
+def test_the_model_embeds_a_batch_while_the_next_documents_are_prepared(
+    collection: Collection, minilm: Embedder, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    settings.KNOWLEDGE_EMBED_BATCH_SIZE = 1
+    real = minilm.embed
+    release, started = threading.Event(), threading.Event()
+    threads: set[str] = set()
+
+    def slow_model(texts: list[str]) -> Any:
+        threads.add(threading.current_thread().name)
+        started.set()
+        assert release.wait(timeout=30)
+        return real(texts)
+
+    monkeypatch.setattr(minilm, "embed", slow_model)
+    first, second = add_document(collection, "First document."), add_document(collection, "Second document.")
+    with Ingestion() as ingestion:
+        assert ingestion.add(first.pk) == []  # handed to the model; not waited for
+        assert started.wait(timeout=30)
+        assert ingestion.add(second.pk) == []  # claimed and chunked while the model is still busy
+        assert ingestion.in_flight == [first.pk, second.pk]
+        second.refresh_from_db()
+        assert second.status == Document.Status.PROCESSING
+        release.set()
+        assert [(r.document_id, r.outcome) for r in ingestion.finish()] == [(first.pk, "ready"), (second.pk, "ready")]
+        assert ingestion.in_flight == []
+    assert threading.current_thread().name not in threads
+
+
+def test_a_model_failure_in_a_shared_batch_fails_only_the_document_it_is_about(
+    collection: Collection, minilm: Embedder, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    real = minilm.embed
+
+    def refuses_poison(texts: list[str]) -> Any:
+        if any("poison" in text for text in texts):
+            raise EmbeddingError("The embeddings provider failed: poison")
+        return real(texts)
+
+    monkeypatch.setattr(minilm, "embed", refuses_poison)
+    good = add_document(collection, "Healthy apples.")
+    bad = add_document(collection, "Some poison here.", filename="bad.txt")
+    other = add_document(collection, "Healthy pears.", filename="other.txt")
+    results = {r.document_id: r for r in documents_ingest(document_ids=[good.pk, bad.pk, other.pk])}
+
+    assert results[bad.pk].outcome == "failed" and "poison" in results[bad.pk].error
+    assert results[good.pk].outcome == results[other.pk].outcome == "ready"
+    bad.refresh_from_db()
+    assert bad.status == Document.Status.FAILED and "poison" in bad.error and not bad.chunks.exists()
+    assert Chunk.objects.filter(document__in=[good, other]).count() == 2
+
+
+def test_in_one_ingestion_a_bad_a_taken_and_a_superseded_document_leave_the_others_alone(
+    collection: Collection,
+) -> None:
+    good = add_document(collection, "Good words.")
+    empty = add_document(collection, "   ", filename="empty.txt")
+    taken = add_document(collection, "Someone else has it.", filename="taken.txt")
+    assert document_claim(document_id=taken.pk) is not None
+    changing = add_document(collection, "Version one.", filename="v.txt", source="v")
+    with Ingestion() as ingestion:
+        early = ingestion.add(good.pk) + ingestion.add(empty.pk) + ingestion.add(taken.pk) + ingestion.add(changing.pk)
+        assert [(r.document_id, r.outcome) for r in early] == [(empty.pk, "failed"), (taken.pk, "not claimed")]
+        assert "no text" in early[0].error
+        services.document_submit(collection=collection, content=b"Version two.", filename="v.txt", source="v")
+        late = {r.document_id: r.outcome for r in ingestion.finish()}
+    assert late == {good.pk: "ready", changing.pk: "superseded"}
+    assert Chunk.objects.get(document=good).text == "Good words."
+    assert not Chunk.objects.filter(document=changing).exists()  # pending again, for its new bytes
+    assert document_ingest(document_id=changing.pk) == "ready"
+    assert Chunk.objects.get(document=changing).text == "Version two."
+
+
+def test_files_given_up_part_way_leave_no_document_half_ingested(collection: Collection, tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("Kept only if it was finished.")
+    (tmp_path / "b.txt").write_bytes(b"\x00\x01\x02 binary")
+    (tmp_path / "c.txt").write_text("Never submitted.")
+    results = files_ingest(collection=collection, paths=sorted(tmp_path.iterdir()), metadata={}, queue=False)
+    path, first = next(results)
+    assert path.name == "b.txt" and first.outcome == "failed"  # a.txt is still waiting for a full batch
+    results.close()  # as Ctrl-C in the caller does
+    assert not Document.objects.exists()
+
+
+def test_a_time_limit_part_way_fails_the_documents_not_stored_yet_with_the_reason(
+    collection: Collection, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    settings.KNOWLEDGE_EMBED_BATCH_SIZE = 1
+    real = services.document_chunks_replace
+    calls = {"n": 0}
+
+    def out_of_time_on_the_second(**kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise SoftTimeLimitExceeded
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "document_chunks_replace", out_of_time_on_the_second)
+    documents = [add_document(collection, f"Document number {n}.", filename=f"{n}.txt") for n in range(3)]
+    results = {r.document_id: r for r in documents_ingest(document_ids=[d.pk for d in documents])}
+    assert [results[d.pk].outcome for d in documents] == ["ready", "failed", "failed"]
+    assert results[documents[1].pk].error == "Unexpected error: SoftTimeLimitExceeded"
+    statuses = dict(Document.objects.values_list("pk", "status"))
+    assert [statuses[d.pk] for d in documents] == ["ready", "failed", "failed"]

@@ -1,10 +1,11 @@
 """``manage.py ingest COLLECTION PATH...``: load files, folders and globs into a collection.
 
 Each file is submitted like an upload (sniffed type, deduplicated by content hash, replacing the document of the
-same path when its bytes changed) and ingested inline, or queued on the workers with ``--async``. A progress bar
+same path when its bytes changed) and ingested inline (the chunks of consecutive files embedded together in full
+batches while the next files are read and chunked), or queued on the workers with ``--async``. A progress bar
 goes to stderr, error lines and the summary to stdout; the exit status is 1 when any document failed. Ctrl-C
-stops after the current step: chunks are swapped atomically, and the document being ingested is marked failed
-(or removed, if this run added it), so nothing is left half-ingested.
+stops after the current step: chunks are swapped atomically, and the documents being ingested are marked failed
+(or removed, if this run added them), so nothing is left half-ingested.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import sys
 import time
 from argparse import ArgumentParser
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from django.core.management.base import BaseCommand, CommandError
 from aihub.access.management.adapters import service_errors
 from knowledge import services
 from knowledge.management.common import find_collection, find_tenant
-from knowledge.pipeline import file_ingest
+from knowledge.pipeline import files_ingest
 
 
 def _metadata(pairs: list[str]) -> dict[str, Any]:
@@ -99,15 +101,16 @@ class Command(BaseCommand):
         counts = {"added": 0, "unchanged": 0, "replaced": 0, "failed": len(errors), "chunks": 0}
         started = time.monotonic()
         progress = self._progress(len(files), disabled=options["no_progress"])
+        results = files_ingest(collection=collection, paths=files, metadata=metadata, queue=options["queue"])
         try:
-            for path in files:
-                progress.set_postfix_str(path.name[-40:], refresh=False)
-                result = file_ingest(collection=collection, path=path, metadata=metadata, queue=options["queue"])
-                counts[result.outcome] += 1
-                counts["chunks"] += result.chunks
-                if result.error:
-                    self.stdout.write(self.style.ERROR(f"error: {path}: {result.error}"))
-                progress.update(1)
+            with closing(results):
+                for path, result in results:
+                    progress.set_postfix_str(path.name[-40:], refresh=False)
+                    counts[result.outcome] += 1
+                    counts["chunks"] += result.chunks
+                    if result.error:
+                        self.stdout.write(self.style.ERROR(f"error: {path}: {result.error}"))
+                    progress.update(1)
         except KeyboardInterrupt:
             progress.close()
             self._summary(counts, time.monotonic() - started, queued=options["queue"])

@@ -13,7 +13,7 @@ from aihub.access.management.adapters import service_errors
 from knowledge import services
 from knowledge.management.common import find_collection, find_tenant
 from knowledge.models import Document
-from knowledge.pipeline import document_ingest
+from knowledge.pipeline import documents_ingest
 
 
 class Command(BaseCommand):
@@ -44,7 +44,7 @@ class Command(BaseCommand):
         if options["queue"]:
             self.stdout.write(f"Queued {len(documents)} document(s) of {collection.slug!r}.")
             return
-        results = [document_ingest(document_id=document_id) for document_id in documents]
+        results = [result.outcome for result in documents_ingest(document_ids=documents)]
         failed = results.count("failed")
         self.stdout.write(
             f"{collection.slug}: {results.count('ready')} ready, {failed} failed in {time.monotonic() - started:.1f}s "
