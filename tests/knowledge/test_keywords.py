@@ -30,7 +30,8 @@ def store(collection: Collection, texts: list[str], *, metadata: dict[str, Any] 
     document = add_document(collection, "\n\n".join(texts), metadata=metadata or {})
     claimed = document_claim(document_id=document.pk)
     assert claimed is not None
-    vector = np.ones(384, dtype=np.float32) / math.sqrt(384)
+    # Eight dimensions: outside the HNSW indexes (384, 1536), which many equal vectors would clog for later tests.
+    vector = np.ones(8, dtype=np.float32) / math.sqrt(8)
     rows: list[dict[str, Any]] = [
         {"text": t, "token_count": len(t.split()), "page": None, "heading_path": [], "start": 0, "end": len(t)}
         for t in texts
@@ -39,7 +40,7 @@ def store(collection: Collection, texts: list[str], *, metadata: dict[str, Any] 
         document_id=document.pk,
         sha256=claimed.sha256,
         chunks=[{**row, "embedding": vector} for row in rows],
-        dimensions=384,
+        dimensions=8,
     )
     assert stored is not None
     return stored
@@ -128,10 +129,10 @@ def test_a_reingested_document_is_found_by_its_new_words_never_by_its_old_ones()
                 "heading_path": [],
                 "start": 0,
                 "end": 29,
-                "embedding": np.ones(384, dtype=np.float32),
+                "embedding": np.ones(8, dtype=np.float32),
             }
         ],
-        dimensions=384,
+        dimensions=8,
     )
     assert keywords.search(collections=[collection], query="zeppelins harbour", limit=5) == []
     [(chunk_id, _)] = keywords.search(collections=[collection], query="submarines", limit=5)
