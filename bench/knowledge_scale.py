@@ -275,11 +275,34 @@ def embeddings_of(texts: list[str], embedder_name: str) -> Any:
     return matrix
 
 
-def fill(collection: Any, rng: random.Random, target: int, data: Path) -> dict[str, float]:
-    """Bulk-insert chunk rows up to ``target``: SciFact pieces with their real embeddings (see the docstring)."""
+def store_chunks(document: Any, texts: list[str], vectors: Any, *, first: int) -> None:
+    """Bulk-insert chunks of ``document`` (positions from ``first``) and their keyword index, in one transaction,
+    as ingestion writes them."""
     from django.db import transaction
 
     from knowledge import keywords
+    from knowledge.models import Chunk
+
+    with transaction.atomic():
+        created = Chunk.objects.bulk_create(
+            Chunk(
+                document=document,
+                collection_id=document.collection_id,
+                position=first + i,
+                text=text,
+                token_count=len(text.split()),
+                start=0,
+                end=len(text),
+                dimensions=vectors.shape[1],
+                embedding=vectors[i],
+            )
+            for i, text in enumerate(texts)
+        )
+        keywords.chunks_index(collection_id=document.collection_id, chunks=[(c.pk, c.text) for c in created])
+
+
+def fill(collection: Any, rng: random.Random, target: int, data: Path) -> dict[str, float]:
+    """Bulk-insert chunk rows up to ``target``: SciFact pieces with their real embeddings (see the docstring)."""
     from knowledge.models import Chunk, Document
 
     existing = Chunk.objects.filter(collection=collection).count()
@@ -300,22 +323,7 @@ def fill(collection: Any, rng: random.Random, target: int, data: Path) -> dict[s
     started = time.perf_counter()
     batch = 2000
     for offset in range(0, missing, batch):
-        with transaction.atomic():  # the chunks and their keyword index, as ingestion writes them
-            created = Chunk.objects.bulk_create(
-                Chunk(
-                    document=document,
-                    collection=collection,
-                    position=offset + i,
-                    text=text,
-                    token_count=len(text.split()),
-                    start=0,
-                    end=len(text),
-                    dimensions=vectors.shape[1],
-                    embedding=vectors[offset + i],
-                )
-                for i, text in enumerate(texts[offset : offset + batch])
-            )
-            keywords.chunks_index(collection_id=collection.pk, chunks=[(c.pk, c.text) for c in created])
+        store_chunks(document, texts[offset : offset + batch], vectors[offset : offset + batch], first=offset)
         print(
             f"  inserted {min(offset + batch, missing)}/{missing} in {time.perf_counter() - started:.0f}s",
             file=sys.stderr,

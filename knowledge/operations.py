@@ -54,6 +54,11 @@ def _create_tsvector(schema_editor: Any) -> None:
     schema_editor.execute("CREATE INDEX knowledge_chunk_search_gin ON knowledge_chunk USING gin (search_vector)")
 
 
+def _drop_tsvector(schema_editor: Any) -> None:
+    schema_editor.execute("DROP INDEX IF EXISTS knowledge_chunk_search_gin")
+    schema_editor.execute("ALTER TABLE knowledge_chunk DROP COLUMN IF EXISTS search_vector")
+
+
 def _create_fts5(schema_editor: Any) -> None:
     schema_editor.execute("CREATE VIRTUAL TABLE knowledge_chunk_fts USING fts5(text, tokenize = 'porter unicode61')")
 
@@ -83,8 +88,7 @@ class CreateSearchIndexes(migrations.operations.base.Operation):
         if vendor == "postgresql":
             for dimensions in HNSW_DIMENSIONS:
                 schema_editor.execute(f"DROP INDEX IF EXISTS knowledge_chunk_hnsw_{dimensions}")
-            schema_editor.execute("DROP INDEX IF EXISTS knowledge_chunk_search_gin")
-            schema_editor.execute("ALTER TABLE knowledge_chunk DROP COLUMN IF EXISTS search_vector")
+            _drop_tsvector(schema_editor)
         elif vendor == "sqlite":
             schema_editor.execute("DROP TABLE IF EXISTS knowledge_chunk_fts")
 
@@ -148,8 +152,7 @@ class DropFullText(migrations.operations.base.Operation):
     def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
         vendor = schema_editor.connection.vendor
         if vendor == "postgresql":
-            schema_editor.execute("DROP INDEX IF EXISTS knowledge_chunk_search_gin")
-            schema_editor.execute("ALTER TABLE knowledge_chunk DROP COLUMN IF EXISTS search_vector")
+            _drop_tsvector(schema_editor)
         elif vendor == "sqlite":
             for name in _FTS_TRIGGERS:
                 schema_editor.execute(f"DROP TRIGGER IF EXISTS {name}")
