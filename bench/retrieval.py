@@ -3,7 +3,13 @@
 Run from the repository root: ``.venv/bin/python bench/retrieval.py`` (SQLite: NumPy exact vectors + FTS5), or
 ``--postgres postgres://postgres@127.0.0.1:54329`` for a PostgreSQL with pgvector (HNSW + full text; start one
 with ``python scripts/pgserver.py start var/pgserver 54329``). The data is read in place from
-``../shared/data/scifact`` (``--data`` elsewhere): 5,183 abstracts, the 300 test queries of ``qrels/test.tsv``.
+``../shared/data/scifact`` (``--data`` elsewhere): 5,183 abstracts, the 300 test queries of ``qrels/test.tsv``
+(``--split train``: the 809 of ``qrels/train.tsv``, the ones to tune on).
+
+Re-runs need not ingest again: ``--keep`` keeps the database (PostgreSQL: ``--database``; SQLite: a file in
+var/bench-cache) and ``--reuse`` searches it; ``--embedding-cache`` keeps every text's vector in var/bench-cache, so
+a new ingest embeds nothing it embedded before. ``--sweep`` replaces quality and latency with hybrid's quality for
+each fusion weight x candidate depth (x RRF constant) on the split: the tuning, on train.
 
 It measures, in the same run:
 
@@ -15,7 +21,8 @@ It measures, in the same run:
   baseline the others are divided by; published reference points: BM25 0.665 (BEIR), all-MiniLM-L6-v2 0.645;
 - **latency**: p50/p95 of one query through the search service per mode, next to a bare NumPy brute-force
   top-10 over the same vectors (the in-process floor; the query's embedding excluded from both); on
-  PostgreSQL also HNSW against an exact scan, with the recall@10 of HNSW against exact.
+  PostgreSQL also HNSW against an exact scan, with the recall@10 of HNSW against exact; and hybrid with its two
+  legs run concurrently against in turn, interleaved, without and with the query's embedding.
 
 Figures depend on the machine and on what else runs on it.
 """
@@ -466,7 +473,6 @@ def main() -> int:
 
             call_command("migrate", verbosity=0)
             from aihub.access.services import tenant_create
-            from knowledge import search as knowledge_search  # noqa: F401 - imported before any edit to it
             from knowledge.embedders import get_embedder
             from knowledge.models import Collection
             from knowledge.services import collection_create

@@ -39,8 +39,9 @@ MAX_QUERY_CHARS = 4000
 MAX_TOP_K = 100
 RRF_K = 60
 # Chosen on SciFact's train queries (bench/retrieval.py --split train --sweep); see the README's search section.
-DEFAULT_ALPHA = 0.5
+DEFAULT_ALPHA = 0.4
 DEFAULT_CANDIDATES = 50
+CANDIDATES_PER_HIT = 5
 MAX_CANDIDATES = 1000
 _OPERATORS = {"eq": "", "in": "__in", "gt": "__gt", "gte": "__gte", "lt": "__lt", "lte": "__lte"}
 _BUILT_IN_FIELDS = {"document_id": "id", "media_type": "media_type", "title": "title"}
@@ -147,7 +148,7 @@ def search(
 
     ``alpha`` and ``candidates`` tune hybrid search (the other modes ignore them): the vector leg's weight in
     [0, 1] (default ``DEFAULT_ALPHA``) and how many chunks each leg contributes, ``top_k`` to ``MAX_CANDIDATES``
-    (default the larger of ``top_k`` and ``DEFAULT_CANDIDATES``).
+    (default the larger of ``top_k * CANDIDATES_PER_HIT`` and ``DEFAULT_CANDIDATES``).
     """
     query = (query or "").strip()
     if not query:
@@ -166,7 +167,7 @@ def search(
     documents = filtered_documents(collections, filters)
 
     if mode == "hybrid":
-        depth = max(top_k, DEFAULT_CANDIDATES) if candidates is None else candidates
+        depth = max(top_k * CANDIDATES_PER_HIT, DEFAULT_CANDIDATES) if candidates is None else candidates
         vector, keyword = search_legs(
             collections=collections, query=query, depth=depth, documents=documents, exact=exact
         )

@@ -38,7 +38,7 @@ class RagConfig(AgentConfig):
         default=None,
         ge=1,
         le=MAX_CANDIDATES,
-        description=f"Hybrid: chunks each leg brings to the fusion (at least top_k); empty: {DEFAULT_CANDIDATES}.",
+        description=f"Hybrid: chunks per leg (at least top_k); empty: 5 x top_k, at least {DEFAULT_CANDIDATES}.",
     )
     temperature: float | None = Field(default=None, ge=0, le=2)
     history_window: int = Field(default=10, ge=0, le=500)

@@ -238,7 +238,7 @@ class _SearchFields(StrictSerializer):
         max_value=MAX_CANDIDATES,
         required=False,
         help_text=f"Hybrid only: how many chunks each leg contributes to the fusion, from top_k to {MAX_CANDIDATES} "
-        f"(default the larger of top_k and {DEFAULT_CANDIDATES}); deeper finds more, slower.",
+        f"(default the larger of 5 x top_k and {DEFAULT_CANDIDATES}); deeper finds more, slower.",
     )
 
 

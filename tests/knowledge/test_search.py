@@ -197,7 +197,7 @@ def test_candidates_is_the_depth_of_each_leg(collection: Collection, monkeypatch
     search(collections=[collection], query="cats", top_k=2, candidates=3)
     search(collections=[collection], query="cats", top_k=2)
     search(collections=[collection], query="cats", top_k=80)
-    depths = (3, knowledge_search.DEFAULT_CANDIDATES, max(80, knowledge_search.DEFAULT_CANDIDATES))
+    depths = (3, knowledge_search.DEFAULT_CANDIDATES, max(80 * knowledge_search.CANDIDATES_PER_HIT, 50))
     assert sorted(limits) == sorted((leg, depth) for depth in depths for leg in ("keyword", "vector"))
 
 
