@@ -39,13 +39,18 @@ def retrieve(
     top_k: int = 5,
     mode: str = "hybrid",
     filters: dict[str, Any] | None = None,
+    alpha: float | None = None,
+    candidates: int | None = None,
 ) -> list[dict[str, Any]]:
     """Hits as dictionaries (``knowledge.search.Hit.as_dict``). Raises SearchError.
 
+    ``alpha`` and ``candidates`` tune hybrid search (None: the service's defaults).
+
     A ``retrieval`` span (GenAI semantic conventions) when tracing is on.
     """
+    tuning = {"alpha": alpha, "candidates": candidates}
     if tracing.tracer is None:
-        return _retrieve(tenant_id, query, collections, top_k, mode, filters)
+        return _retrieve(tenant_id, query, collections, top_k, mode, filters, tuning)
     source = ",".join(collections or ()) or "*"
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": "retrieval",
@@ -56,18 +61,24 @@ def retrieve(
     if tracing.trace_content:
         attributes["gen_ai.retrieval.query.text"] = query
     with tracing.span(f"retrieval {source}", attributes) as span:
-        hits = _retrieve(tenant_id, query, collections, top_k, mode, filters)
+        hits = _retrieve(tenant_id, query, collections, top_k, mode, filters, tuning)
         span.set_attribute("aihub.retrieval.hits", len(hits))
         return hits
 
 
 def _retrieve(
-    tenant_id: Any, query: str, collections: list[str] | None, top_k: int, mode: str, filters: dict[str, Any] | None
+    tenant_id: Any,
+    query: str,
+    collections: list[str] | None,
+    top_k: int,
+    mode: str,
+    filters: dict[str, Any] | None,
+    tuning: dict[str, Any],
 ) -> list[dict[str, Any]]:
     found = tenant_collections(tenant_id, collections)
     if not found:
         return []
-    hits = search(collections=found, query=query, mode=mode, top_k=top_k, filters=filters or None)
+    hits = search(collections=found, query=query, mode=mode, top_k=top_k, filters=filters or None, **tuning)
     return [hit.as_dict() for hit in hits]
 
 

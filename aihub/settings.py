@@ -247,6 +247,10 @@ KNOWLEDGE_INGEST_SOFT_TIME_LIMIT_SECONDS = env.int("KNOWLEDGE_INGEST_SOFT_TIME_L
 KNOWLEDGE_INGEST_TIME_LIMIT_SECONDS = env.int("KNOWLEDGE_INGEST_TIME_LIMIT_SECONDS", default=960)
 # HNSW search breadth on PostgreSQL (pgvector's hnsw.ef_search): higher finds more of the exact top-k, slower.
 KNOWLEDGE_HNSW_EF_SEARCH = env.int("KNOWLEDGE_HNSW_EF_SEARCH", default=100)
+# Hybrid search runs its vector leg in a small per-process thread pool (on its own database connection) while
+# the request's thread runs the keyword leg; false runs them one after the other.
+KNOWLEDGE_SEARCH_CONCURRENT_LEGS = env.bool("KNOWLEDGE_SEARCH_CONCURRENT_LEGS", default=True)
+KNOWLEDGE_SEARCH_THREADS = env.int("KNOWLEDGE_SEARCH_THREADS", default=4)
 
 # --- Auth ------------------------------------------------------------------------------------------------
 

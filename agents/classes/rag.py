@@ -12,7 +12,7 @@ from agents.providers.base import ChatRequest
 from agents.registry import AgentClass, AgentConfig, register
 from agents.retrieval import citation_blocks, retrieval_event, retrieve, sources_prompt
 from agents.runtime import AgentOutput, Emit, Reply, chat_messages, llm_turn
-from knowledge.search import SearchError
+from knowledge.search import DEFAULT_ALPHA, DEFAULT_CANDIDATES, MAX_CANDIDATES, SearchError
 from threads.content import text_of
 
 RAG_INSTRUCTIONS = (
@@ -28,6 +28,18 @@ class RagConfig(AgentConfig):
     top_k: int = Field(default=5, ge=1, le=20)
     mode: str = Field(default="hybrid", pattern="^(vector|keyword|hybrid)$")
     filters: dict[str, Any] = Field(default_factory=dict, description="Metadata filters, as in the search API.")
+    alpha: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description=f"Hybrid: the vector leg's weight against the keyword leg's; empty: {DEFAULT_ALPHA}.",
+    )
+    candidates: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_CANDIDATES,
+        description=f"Hybrid: chunks per leg (at least top_k); empty: 5 x top_k, at least {DEFAULT_CANDIDATES}.",
+    )
     temperature: float | None = Field(default=None, ge=0, le=2)
     history_window: int = Field(default=10, ge=0, le=500)
 
@@ -49,6 +61,8 @@ class RagAgent(AgentClass):
                 top_k=config.top_k,
                 mode=config.mode,
                 filters=config.filters,
+                alpha=config.alpha,
+                candidates=config.candidates,
             )
             error = ""
         except SearchError as exc:

@@ -246,6 +246,18 @@ KNOWLEDGE_SEARCH_TOOL = types.Tool(
             },
             "top_k": {"type": "integer", "minimum": 1, "maximum": KNOWLEDGE_TOP_K_MAX, "default": 5},
             "mode": {"type": "string", "enum": ["hybrid", "vector", "keyword"], "default": "hybrid"},
+            "alpha": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1,
+                "description": "Hybrid: the meaning (vector) leg's weight against the words (keyword) leg's.",
+            },
+            "candidates": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 1000,  # knowledge.search.MAX_CANDIDATES (not imported: knowledge is optional here)
+                "description": "Hybrid: chunks each leg brings to the fusion, at least top_k.",
+            },
         },
         "required": ["query"],
         "additionalProperties": False,
@@ -258,7 +270,9 @@ def knowledge_available() -> bool:
 
 
 @database_sync_to_async
-def _search(principal: Principal, query: str, slugs: list[str] | None, top_k: int, mode: str) -> list[dict[str, Any]]:
+def _search(
+    principal: Principal, query: str, slugs: list[str] | None, top_k: int, mode: str, tuning: dict[str, Any]
+) -> list[dict[str, Any]]:
     from knowledge.search import search
     from knowledge.selectors import collection_get, collection_list
 
@@ -268,15 +282,17 @@ def _search(principal: Principal, query: str, slugs: list[str] | None, top_k: in
         collections = list(collection_list(principal=principal))
     if not collections:
         return []
-    return [hit.as_dict() for hit in search(collections=collections, query=query, mode=mode, top_k=top_k)]
+    hits = search(collections=collections, query=query, mode=mode, top_k=top_k, **tuning)
+    return [hit.as_dict() for hit in hits]
 
 
 async def knowledge_search(principal: Principal, arguments: dict[str, Any]) -> types.CallToolResult:
-    from knowledge.search import SearchError
+    from knowledge.search import MAX_CANDIDATES, SearchError
 
     query, slugs = arguments.get("query"), arguments.get("collections")
     top_k, mode = arguments.get("top_k", 5), arguments.get("mode", "hybrid")
-    unknown = sorted(set(arguments) - {"query", "collections", "top_k", "mode"})
+    tuning = {name: arguments[name] for name in ("alpha", "candidates") if arguments.get(name) is not None}
+    unknown = sorted(set(arguments) - {"query", "collections", "top_k", "mode", "alpha", "candidates"})
     if not isinstance(query, str) or not query.strip():
         return _tool_error("'query' must be a non-empty string.")
     if slugs is not None and not (isinstance(slugs, list) and all(isinstance(slug, str) for slug in slugs)):
@@ -285,10 +301,15 @@ async def knowledge_search(principal: Principal, arguments: dict[str, Any]) -> t
         return _tool_error(f"'top_k' must be an integer from 1 to {KNOWLEDGE_TOP_K_MAX}.")
     if mode not in ("hybrid", "vector", "keyword"):
         return _tool_error("'mode' must be hybrid, vector or keyword.")
+    alpha, candidates = tuning.get("alpha", 0.5), tuning.get("candidates", top_k)
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha <= 1:
+        return _tool_error("'alpha' must be a number from 0 to 1.")
+    if not isinstance(candidates, int) or isinstance(candidates, bool) or not top_k <= candidates <= MAX_CANDIDATES:
+        return _tool_error(f"'candidates' must be an integer from top_k to {MAX_CANDIDATES}.")
     if unknown:
         return _tool_error(f"Unknown arguments: {', '.join(unknown)}.")
     try:
-        hits = await _search(principal, query, slugs, top_k, mode)
+        hits = await _search(principal, query, slugs, top_k, mode, tuning)
     except Http404 as exc:
         return _tool_error(str(exc))
     except SearchError as exc:

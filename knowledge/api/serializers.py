@@ -10,7 +10,7 @@ from rest_framework import serializers
 from aihub.access.api.serializers import StrictSerializer
 from aihub.api.parsers import NULL_CHARACTER_CODE, NULL_CHARACTER_MESSAGE, NullCharacter, load_json
 from knowledge.models import Chunk, Collection, Document
-from knowledge.search import MAX_QUERY_CHARS, MAX_TOP_K, MODES
+from knowledge.search import DEFAULT_ALPHA, DEFAULT_CANDIDATES, MAX_CANDIDATES, MAX_QUERY_CHARS, MAX_TOP_K, MODES
 
 COLLECTION_EXAMPLE: dict[str, Any] = {
     "id": "0b6f9b0e-4d1c-4a57-9f3e-2a6c1d7e8f90",
@@ -226,6 +226,20 @@ class _SearchFields(StrictSerializer):
         help_text='On document metadata (and document_id, media_type, title): `{"department": "hr"}`, '
         '`{"year": {"gte": 2020, "lt": 2025}}`, `{"tag": {"in": ["a", "b"]}}`.',
     )
+    alpha = serializers.FloatField(
+        min_value=0.0,
+        max_value=1.0,
+        required=False,
+        help_text=f"Hybrid only: the vector leg's weight in the fusion, the keyword leg's is 1 - alpha "
+        f"(1: meaning only, 0: words only; default {DEFAULT_ALPHA}).",
+    )
+    candidates = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_CANDIDATES,
+        required=False,
+        help_text=f"Hybrid only: how many chunks each leg contributes to the fusion, from top_k to {MAX_CANDIDATES} "
+        f"(default the larger of 5 x top_k and {DEFAULT_CANDIDATES}); deeper finds more, slower.",
+    )
 
 
 SEARCH_EXAMPLE = {
@@ -236,7 +250,16 @@ SEARCH_EXAMPLE = {
 }
 
 
-@extend_schema_serializer(examples=[OpenApiExample("Hybrid with filters", request_only=True, value=SEARCH_EXAMPLE)])
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample("Hybrid with filters", request_only=True, value=SEARCH_EXAMPLE),
+        OpenApiExample(
+            "Hybrid leaning on words, deeper",
+            request_only=True,
+            value={"query": "EU-261 compensation for a delayed flight", "alpha": 0.3, "candidates": 200, "top_k": 10},
+        ),
+    ]
+)
 class SearchSerializer(_SearchFields):
     pass
 

@@ -319,7 +319,11 @@ def _text_filename(title: str, media_type: str) -> str:
 
 _SEARCH_RESPONSES: dict[Any, Any] = {
     200: s.SearchResultSerializer,
-    **_problem(400, "An empty or too long query, an unknown mode, or a filter on an unknown field."),
+    **_problem(
+        400,
+        "An empty or too long query, an unknown mode, alpha outside 0..1, candidates outside top_k..1000, or a "
+        "filter on an unknown field.",
+    ),
 }
 
 
@@ -329,7 +333,8 @@ class CollectionSearchView(TenantApiView):
         request=s.SearchSerializer,
         responses=_SEARCH_RESPONSES,
         summary="Search one collection",
-        description="`vector` (meaning), `keyword` (words) or `hybrid` (both, fused by reciprocal rank). Hits "
+        description="`vector` (meaning), `keyword` (words) or `hybrid` (both, fused by reciprocal rank: `alpha` "
+        "weighs the vector leg against the keyword leg, `candidates` is how many chunks each leg brings). Hits "
         "carry the document, chunk id, text, location and scores.",
     )
     def post(self, request: Request, tenant: str, slug: str) -> Response:

@@ -68,6 +68,26 @@ def test_the_rag_agent_retrieves_then_answers_with_citations(tenant: Tenant, han
     assert "25 vacation days" in citations[0]["text"] and citations[0]["score"] > 0
 
 
+def test_the_rag_agents_config_tunes_hybrid_search(tenant: Tenant, handbook: Collection) -> None:
+    # alpha 0: the words alone rank, and only travel.md has "business" (both legs still ran).
+    config = {"collections": ["handbook"], "top_k": 1, "alpha": 0.0, "candidates": 2}
+    agent = AgentFactory.create(tenant=tenant, class_name="rag", config=config)
+    job = run(agent, "Is business time off paid?")
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    (retrieval,) = [e for e in events_of(job) if e.type == "retrieval.completed"]
+    (hit,) = retrieval.data["hits"]
+    assert hit["document"]["title"] == "travel.md" and hit["vector_rank"] is not None
+
+
+def test_a_rag_agents_out_of_range_tuning_fails_its_job(tenant: Tenant, handbook: Collection) -> None:
+    agent = AgentFactory.create(
+        tenant=tenant, class_name="rag", config={"collections": ["handbook"], "top_k": 5, "candidates": 3}
+    )
+    job = run(agent, "How many vacation days do I get?")
+    (retrieval,) = [e for e in events_of(job) if e.type == "retrieval.completed"]
+    assert "candidates must be between top_k (5) and 1000" in retrieval.data["error"]
+
+
 def test_the_rag_agent_says_so_when_nothing_is_found(tenant: Tenant, minilm: Embedder) -> None:  # noqa: F811
     CollectionFactory.create(tenant=tenant, slug="empty")
     agent = AgentFactory.create(tenant=tenant, class_name="rag", config={"collections": ["empty"]})

@@ -82,6 +82,13 @@ def test_knowledge_search_never_reaches_another_tenants_collections(
     assert "No collection 'secrets'" in text(named)
 
 
+def test_knowledge_search_takes_the_hybrid_weight_and_depth(membership: Membership, manuals: Collection) -> None:
+    result = search_as(membership, query="flux capacitor", alpha=0.2, candidates=10, top_k=1)
+    assert not result.is_error, text(result)
+    (hit,) = result.structured_content["hits"]
+    assert hit["collection"] == "manuals" and hit["keyword_rank"] == 1
+
+
 def test_a_member_without_collections_finds_nothing(manuals: Collection) -> None:
     loner = MembershipFactory.create(tenant=TenantFactory.create())
     result = search_as(loner, query="XK-4471", mode="keyword")
@@ -97,6 +104,10 @@ def test_a_member_without_collections_finds_nothing(manuals: Collection) -> None
         ({"query": "x", "mode": "psychic"}, "'mode'"),
         ({"query": "x", "collections": "manuals"}, "'collections'"),
         ({"query": "x", "filters": {}}, "Unknown arguments: filters"),
+        ({"query": "x", "alpha": "half"}, "'alpha'"),
+        ({"query": "x", "alpha": 2}, "'alpha'"),
+        ({"query": "x", "candidates": 2.5}, "'candidates'"),
+        ({"query": "x", "top_k": 5, "candidates": 4}, "'candidates' must be an integer from top_k to 1000"),
     ],
 )
 def test_bad_arguments_are_tool_errors(membership: Membership, arguments: dict[str, Any], complaint: str) -> None:

@@ -210,4 +210,36 @@ def test_search_across_collections_with_filters_and_bad_requests(
     assert_invalid(client.post(search, {"query": "x" * 5000}, format="json"), "query")
     assert_invalid(client.post(search, {"query": "x", "mode": "magic"}, format="json"), "mode")
     assert_invalid(client.post(search, {"query": "x", "filters": {"colour": "red"}}, format="json"), "filters")
+    assert_invalid(client.post(search, {"query": "x", "alpha": 1.2}, format="json"), "alpha")
+    assert_invalid(client.post(search, {"query": "x", "alpha": "lots"}, format="json"), "alpha")
+    assert_invalid(client.post(search, {"query": "x", "candidates": 1001}, format="json"), "candidates")
+    assert_invalid(client.post(search, {"query": "x", "top_k": 20, "candidates": 10}, format="json"), "candidates")
     assert_problem(client.post(search, {"query": "x", "collections": ["nope"]}, format="json"), 404)
+
+
+def test_hybrid_search_takes_the_fusion_weight_and_the_candidate_depth(
+    manager: Membership, client: APIClient, collection: Collection
+) -> None:
+    add_document(collection, "The error code XK-4471 means the flux capacitor overheated.", title="code")
+    add_document(collection, "Cats are small domesticated felines that purr and hunt mice.", title="cats")
+    ingest_all(collection)
+    search = url(manager.tenant, f"collections/{collection.slug}/search")
+    query = "XK-4471 a kitten chasing rodents"
+
+    def first(**body: Any) -> str:
+        response = client.post(search, {"query": query, "top_k": 1, **body}, format="json")
+        assert response.status_code == 200, response.json()
+        return str(response.json()["hits"][0]["document"]["title"])
+
+    assert first(alpha=1.0, candidates=2) == "cats"
+    assert first(alpha=0.0, candidates=2) == "code"
+
+
+def test_the_openapi_schema_documents_the_hybrid_parameters(client: APIClient) -> None:
+    schema = client.get("/api/v1/schema/", HTTP_ACCEPT="application/json").json()
+    fields = schema["components"]["schemas"]["SearchRequest"]["properties"]
+    assert fields["alpha"]["minimum"] == 0 and fields["alpha"]["maximum"] == 1
+    assert fields["candidates"]["maximum"] == 1000
+    operation = schema["paths"]["/api/v1/{tenant}/collections/{slug}/search"]["post"]
+    examples = operation["requestBody"]["content"]["application/json"]["examples"]
+    assert any("alpha" in example["value"] for example in examples.values())

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
+from django.db import connection
 
+from knowledge import index
+from knowledge import search as knowledge_search
 from knowledge.embedders import Embedder
 from knowledge.models import Collection
 from knowledge.pipeline import document_ingest
-from knowledge.search import Hit, SearchError, search
+from knowledge.search import Hit, SearchError, fuse, search
 from tests.knowledge.factories import CollectionFactory, add_document
 
 pytestmark = pytest.mark.django_db
@@ -129,6 +133,10 @@ def test_search_spans_several_collections(collection: Collection) -> None:
         ({"query": "cats", "filters": {"colour": "red"}}, "filters"),
         ({"query": "cats", "filters": {"kind": {"like": "a%"}}}, "filters"),
         ({"query": "cats", "filters": {"kind": {"in": "animal"}}}, "filters"),
+        ({"query": "cats", "alpha": 1.5}, "alpha"),
+        ({"query": "cats", "alpha": -0.1}, "alpha"),
+        ({"query": "cats", "top_k": 10, "candidates": 9}, "candidates"),
+        ({"query": "cats", "candidates": 1001}, "candidates"),
     ],
 )
 def test_bad_requests_say_what_is_wrong(collection: Collection, kwargs: dict[str, Any], field: str) -> None:
@@ -141,3 +149,122 @@ def test_a_new_document_is_found_at_once(collection: Collection) -> None:
     search(collections=[collection], query="warm the cache", mode="vector")
     document_ingest(document_id=add_document(collection, "Quasars emit radio waves.", title="quasar").pk)
     assert titles(search(collections=[collection], query="quasar radio", mode="vector", top_k=1)) == ["quasar"]
+
+
+def ranking(*chunk_ids: int) -> list[index.Scored]:
+    return [index.Scored(chunk_id, 1.0 / position) for position, chunk_id in enumerate(chunk_ids, start=1)]
+
+
+def test_fusion_weighs_each_leg_by_alpha() -> None:
+    vector, keyword = ranking(1, 2, 3), ranking(3, 4)
+    fused = dict(fuse(vector, keyword, alpha=0.25, rrf_k=60))
+    assert fused[3] == pytest.approx(0.25 / 63 + 0.75 / 61)
+    assert fused[1] == pytest.approx(0.25 / 61)
+    assert fused[4] == pytest.approx(0.75 / 62)
+    assert [chunk for chunk, _ in fuse(vector, keyword, alpha=0.5)] == [3, 1, 2, 4]
+
+
+def test_fusion_at_either_end_of_alpha_is_that_legs_order_alone() -> None:
+    vector, keyword = ranking(1, 2, 3), ranking(3, 4)
+    assert [chunk for chunk, _ in fuse(vector, keyword, alpha=1.0)] == [1, 2, 3]
+    assert [chunk for chunk, _ in fuse(vector, keyword, alpha=0.0)] == [3, 4]
+
+
+def test_hybrid_alpha_leans_toward_meaning_or_words(collection: Collection) -> None:
+    query = "XK-4471 a kitten chasing rodents"
+    by_meaning = search(collections=[collection], query=query, top_k=3, alpha=1.0)
+    by_words = search(collections=[collection], query=query, top_k=3, alpha=0.0)
+    assert titles(by_meaning) == titles(search(collections=[collection], query=query, mode="vector", top_k=3))
+    assert titles(by_words) == titles(search(collections=[collection], query=query, mode="keyword", top_k=3))
+    assert "cats" not in titles(by_words), "with alpha 0 a chunk only the vector leg found does not count"
+    assert titles(by_meaning)[0] == "cats"
+
+
+def test_candidates_is_the_depth_of_each_leg(collection: Collection, monkeypatch: pytest.MonkeyPatch) -> None:
+    limits: list[tuple[str, int]] = []
+    keyword_search, vector_search = index.keyword_search, index.vector_search
+
+    def keyword_spy(**kwargs: Any) -> list[index.Scored]:
+        limits.append(("keyword", kwargs["limit"]))
+        return keyword_search(**kwargs)
+
+    def vector_spy(**kwargs: Any) -> list[index.Scored]:
+        limits.append(("vector", kwargs["limit"]))
+        return vector_search(**kwargs)
+
+    monkeypatch.setattr(index, "keyword_search", keyword_spy)
+    monkeypatch.setattr(index, "vector_search", vector_spy)
+    search(collections=[collection], query="cats", top_k=2, candidates=3)
+    search(collections=[collection], query="cats", top_k=2)
+    search(collections=[collection], query="cats", top_k=80)
+    depths = (3, knowledge_search.DEFAULT_CANDIDATES, max(80 * knowledge_search.CANDIDATES_PER_HIT, 50))
+    assert sorted(limits) == sorted((leg, depth) for depth in depths for leg in ("keyword", "vector"))
+
+
+def test_inside_a_transaction_both_legs_run_on_the_callers_connection(
+    collection: Collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The test runs in a transaction: another connection could not see the collection's chunks at all.
+    assert connection.in_atomic_block
+    threads = record_vector_threads(monkeypatch)
+    hits = search(collections=[collection], query="XK-4471 felines purring", top_k=2)
+    assert set(titles(hits)) == {"code", "cats"}
+    assert threads == [threading.current_thread().name]
+
+
+def record_vector_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    threads: list[str] = []
+    vector_search = index.vector_search
+
+    def spy(**kwargs: Any) -> list[index.Scored]:
+        threads.append(threading.current_thread().name)
+        return vector_search(**kwargs)
+
+    monkeypatch.setattr(index, "vector_search", spy)
+    return threads
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_vector_leg_runs_beside_the_keyword_leg(
+    minilm: Embedder, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collection = CollectionFactory.create()
+    for title, (text, metadata) in CORPUS.items():
+        document = add_document(collection, text, title=title, filename=f"{title}.txt", metadata=metadata)
+        assert document_ingest(document_id=document.pk) == "ready"
+    threads = record_vector_threads(monkeypatch)
+    assert not connection.in_atomic_block
+
+    concurrent = [h.as_dict() for h in search(collections=[collection], query="XK-4471 felines purring", top_k=5)]
+    settings.KNOWLEDGE_SEARCH_CONCURRENT_LEGS = False
+    in_turn = [h.as_dict() for h in search(collections=[collection], query="XK-4471 felines purring", top_k=5)]
+
+    assert concurrent == in_turn
+    assert threads[0].startswith("knowledge-search") and threads[1] == threading.current_thread().name
+    if connection.vendor == "postgresql":  # (Django never closes SQLite's in-memory test database)
+        # The pool thread gave its connection back: an idle thread holds none.
+        assert knowledge_search._pool().submit(lambda: connection.connection is None).result()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_keyword_leg_still_waits_for_the_vector_leg(
+    minilm: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collection = CollectionFactory.create()
+    document_ingest(document_id=add_document(collection, "Cats purr.", title="cats").pk)
+    finished = threading.Event()
+    vector_search = index.vector_search
+
+    def slow_vector(**kwargs: Any) -> list[index.Scored]:
+        found = vector_search(**kwargs)
+        finished.set()
+        return found
+
+    def broken_keyword(**kwargs: Any) -> list[index.Scored]:
+        raise RuntimeError("keyword leg down")
+
+    monkeypatch.setattr(index, "vector_search", slow_vector)
+    monkeypatch.setattr(index, "keyword_search", broken_keyword)
+    with pytest.raises(RuntimeError, match="keyword leg down"):
+        search(collections=[collection], query="cats", top_k=1)
+    assert finished.is_set()
