@@ -35,7 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import configure_django, percentile, recreate_database
 from bench.knowledge_scale import (
     DEFAULT_DATA,
+    analyze,
     document_text,
+    keyword_exact_scan,
     scifact_pieces,
     scifact_queries,
     store_chunks,
@@ -56,7 +58,6 @@ def corpus(rng: random.Random, documents: int, words: int, target: int, data: Pa
 
 def load(texts: list[str]) -> tuple[Any, float]:
     import numpy as np
-    from django.db import connection
 
     from aihub.access.services import tenant_create
     from knowledge.models import Collection, Document
@@ -77,22 +78,9 @@ def load(texts: list[str]) -> tuple[Any, float]:
         store_chunks(document, batch, vectors[: len(batch)], first=offset)
         print(f"  stored and indexed {offset + len(batch)}/{len(texts)}", file=sys.stderr)
     seconds = time.perf_counter() - started
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            for table in ("knowledge_chunk", "knowledge_posting", "knowledge_term"):
-                cursor.execute(f"VACUUM ANALYZE {table}")
-        else:
-            cursor.execute("ANALYZE")
+    analyze()
     collection.refresh_from_db()
     return collection, seconds
-
-
-def exact_scan(collection: Any, query: str) -> list[tuple[int, float]]:
-    """The baseline: one statement scoring every posting of every query word (what the index must equal)."""
-    from knowledge import keywords
-
-    words, length_factor = keywords._words([collection], keywords.query_terms(query))
-    return keywords._Scorer(length_factor, None).top(words, 10) if words else []
 
 
 def main() -> int:
@@ -128,14 +116,14 @@ def main() -> int:
             queries = scifact_queries(args.data, args.queries)
             for query in queries[:5]:  # warm the caches
                 search(collections=[collection], query=query, mode="keyword", top_k=10)
-                exact_scan(collection, query)
+                keyword_exact_scan(collection, query)
             indexed, served, scanned, same = [], [], [], 0
             for query in queries:
                 ms, hits = timed_ms(search, collections=[collection], query=query, mode="keyword", top_k=10)
                 served.append(ms)
                 ms, _ = timed_ms(keywords.search, collections=[collection], query=query, limit=10)
                 indexed.append(ms)
-                ms, exact = timed_ms(exact_scan, collection, query)
+                ms, exact = timed_ms(keyword_exact_scan, collection, query)
                 scanned.append(ms)
                 same += [h.chunk_id for h in hits] == [chunk_id for chunk_id, _ in exact]
             rows = {

@@ -1,32 +1,36 @@
-"""Knowledge at scale: ingest throughput on a generated corpus, and search latency at 100,000 chunks on pgvector.
+"""Knowledge at scale: ingest throughput on a generated corpus, and search latency at 100,000 chunks.
 
-Run from the repository root with a PostgreSQL that has pgvector (``scripts/pgserver.py start DIR PORT``):
+Run from the repository root, on the embedded SQLite (a temporary folder) or on a PostgreSQL that has pgvector
+(``scripts/pgserver.py start DIR PORT``):
 
+    .venv/bin/python bench/knowledge_scale.py
     .venv/bin/python bench/knowledge_scale.py --postgres postgres://postgres@127.0.0.1:54329
 
-It creates the database ``aihub_bench_scale`` (``--database``) on that server (dropped afterwards), migrates it,
-and measures:
+On PostgreSQL it creates the database ``aihub_bench_scale`` (``--database``) on that server (dropped afterwards),
+migrates it, and measures:
 
 1. **ingest**: ``--documents`` generated text documents (default 2,000 of about ``--words`` words each, made from a
    seeded random sentence generator over a fixed vocabulary, so about ten 200-token chunks each), each submitted
    and ingested inline through the real pipeline as ``manage.py ingest`` does (``knowledge.pipeline.Ingestion``:
    sniff, extract, chunk, embed in full batches across documents on the model's thread, store, index), the model
-   loaded before the clock starts. It prints documents/s and chunks/s end to end, next to the raw throughput of the same
-   model embedding the same chunk texts in batches of ``KNOWLEDGE_EMBED_BATCH_SIZE`` (the limit; ``--raw-sample``
-   of them), and the ratio.
+   loaded before the clock starts. It prints documents/s and chunks/s end to end, next to the raw throughput of the
+   same model embedding the same chunk texts in batches of ``KNOWLEDGE_EMBED_BATCH_SIZE`` (the limit;
+   ``--raw-sample`` of them), and the ratio.
 2. **search at scale**: the collection is filled up to ``--chunks`` (default 100,000) chunk rows inserted directly
-   (bulk insert, the HNSW and keyword indexes maintained as rows arrive). They are real text with real embeddings:
-   pieces of one, two and three sentences cut from the BEIR SciFact abstracts (read in place from
-   ``../shared/data/scifact``, ``--data`` elsewhere), embedded by the collection's model (a few minutes once;
-   the vectors are kept in ``var/bench-cache`` for the next run). The first ``--queries`` SciFact queries (real
-   questions; their embedding excluded from the timings) are searched for the top 10 through ``knowledge.index``
-   with pgvector's HNSW index (``hnsw.ef_search`` = ``KNOWLEDGE_HNSW_EF_SEARCH``) and with an exact scan (the
-   baseline the ratios are to); it prints p50/p95 of each, the recall@10 of HNSW against exact, NumPy's exact
-   top 10 over the same vectors in memory (what the embedded SQLite index does), and the search service's
-   keyword, vector and hybrid modes end to end.
+   (bulk insert, the vector and keyword indexes maintained as rows arrive). They are real text with real
+   embeddings: pieces of one, two and three sentences cut from the BEIR SciFact abstracts (read in place from
+   ``../shared/data/scifact``, ``--data`` elsewhere) in their own seeded order, embedded by the collection's model
+   (about forty minutes of CPU for 80,000 pieces, once: the vectors of the order's first pieces are kept in
+   ``var/bench-cache``, and ``--embed-only PIECES`` fills that cache ahead of a timed run). The first ``--queries``
+   SciFact queries (real questions; their embedding excluded from the timings) are searched for the top 10, each
+   path beside the exact baseline measured in the same run: vector search against an exact scan (pgvector without
+   its index; on SQLite the NumPy matrix index is itself exact), with HNSW's recall@10 against it on PostgreSQL and
+   NumPy's top 10 over the same vectors in memory as the floor; the keyword index (``knowledge.keywords``) against
+   the exact scan that scores every posting of every query word, with the share of queries whose top 10 is the
+   same; and the search service's keyword, vector and hybrid modes end to end.
 
-``--chunks 0`` stops after the ingest; ``--database`` names the throwaway database; ``--profile FILE`` writes a
-cProfile of the ingest (``python -m pstats FILE``). Figures depend on the machine and on what else runs on it.
+``--chunks 0`` stops after the ingest; ``--profile FILE`` writes a cProfile of the ingest (``python -m pstats
+FILE``). Figures depend on the machine and on what else runs on it.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import DEFAULT_POSTGRES, REPO_ROOT, configure_django, percentile, recreate_database
+from bench.common import REPO_ROOT, configure_django, percentile, recreate_database
 
 BENCH_DATABASE = "aihub_bench_scale"
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "scifact"
@@ -250,28 +254,39 @@ def scifact_pieces(data: Path, wanted: int, rng: random.Random) -> list[str]:
     return pieces
 
 
-def embeddings_of(texts: list[str], embedder_name: str) -> Any:
-    """The model's vectors for ``texts``, from var/bench-cache when this exact list was embedded before (a few
-    minutes of CPU for 80,000 pieces, the same every run)."""
+def embeddings_of(texts: list[str], embedder_name: str, *, seed: int) -> Any:
+    """The model's vectors for ``texts`` (a prefix of ``scifact_pieces``'s seeded order), from var/bench-cache.
+
+    The cache holds the vectors of the first pieces of that order embedded so far, keyed by the embedder and the
+    seed, so a run that needs fewer pieces slices it and one that needs more embeds only the rest (several minutes
+    of CPU for 80,000 pieces, the same every run; ``--embed-only`` fills it ahead of a timed run)."""
     import numpy as np
 
     from knowledge.pipeline import embed_in_batches
 
-    key = hashlib.sha256("\0".join([embedder_name, *texts]).encode()).hexdigest()[:16]
-    cached = REPO_ROOT / "var" / "bench-cache" / f"embeddings-{key}.npy"
+    cached = REPO_ROOT / "var" / "bench-cache" / f"pieces-{embedder_name.replace('/', '_')}-seed{seed}.npz"
+    matrix, known = np.zeros((0, 0), dtype=np.float32), []
     if cached.exists():
-        return np.load(cached)
+        stored = np.load(cached)
+        matrix, known = stored["vectors"], list(stored["digests"])
+    digests = [hashlib.sha256(text.encode()).hexdigest()[:16] for text in texts]
+    kept = 0
+    while kept < min(len(known), len(digests)) and known[kept] == digests[kept]:
+        kept += 1
+    if kept == len(digests):
+        return matrix[:kept]
     started = time.perf_counter()
-    vectors = []
-    for offset in range(0, len(texts), 4096):
-        vectors.append(embed_in_batches(texts[offset : offset + 4096], embedder_name=embedder_name))
+    parts = [matrix[:kept]] if kept else []
+    for offset in range(kept, len(texts), 4096):
+        parts.append(embed_in_batches(texts[offset : offset + 4096], embedder_name=embedder_name))
         print(
-            f"  embedded {offset + len(vectors[-1])}/{len(texts)} in {time.perf_counter() - started:.0f}s",
+            f"  embedded {min(offset + 4096, len(texts)) - kept}/{len(texts) - kept} pieces "
+            f"in {time.perf_counter() - started:.0f}s",
             file=sys.stderr,
         )
-    matrix = np.vstack(vectors).astype(np.float32)
+    matrix = np.vstack(parts).astype(np.float32)
     cached.parent.mkdir(parents=True, exist_ok=True)
-    np.save(cached, matrix)
+    np.savez(cached, vectors=matrix, digests=np.array(digests))
     return matrix
 
 
@@ -301,7 +316,12 @@ def store_chunks(document: Any, texts: list[str], vectors: Any, *, first: int) -
         keywords.chunks_index(collection_id=document.collection_id, chunks=[(c.pk, c.text) for c in created])
 
 
-def fill(collection: Any, rng: random.Random, target: int, data: Path) -> dict[str, float]:
+def pieces_rng(seed: int) -> random.Random:
+    """The pieces' own seeded order, apart from the generated documents', so ``--embed-only`` can cache them."""
+    return random.Random(f"scifact-pieces-{seed}")
+
+
+def fill(collection: Any, target: int, data: Path, *, seed: int) -> dict[str, float]:
     """Bulk-insert chunk rows up to ``target``: SciFact pieces with their real embeddings (see the docstring)."""
     from knowledge.models import Chunk, Document
 
@@ -309,8 +329,8 @@ def fill(collection: Any, rng: random.Random, target: int, data: Path) -> dict[s
     missing = max(0, target - existing)
     if not missing:
         return {"inserted": 0, "seconds": 0.0, "total": float(existing)}
-    texts = scifact_pieces(data, missing, rng)
-    vectors = embeddings_of(texts, collection.embedder)
+    texts = scifact_pieces(data, missing, pieces_rng(seed))
+    vectors = embeddings_of(texts, collection.embedder, seed=seed)
     document = Document.objects.create(
         collection=collection,
         title="SciFact pieces",
@@ -329,13 +349,28 @@ def fill(collection: Any, rng: random.Random, target: int, data: Path) -> dict[s
             file=sys.stderr,
         )
     seconds = time.perf_counter() - started
+    analyze()
+    return {"inserted": float(missing), "seconds": seconds, "total": float(existing + missing)}
+
+
+def analyze() -> None:
+    """Fresh planner statistics after a bulk load, as an operator's autovacuum (or ``ANALYZE``) would give."""
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE knowledge_chunk")
-        cursor.execute("VACUUM ANALYZE knowledge_posting")
-        cursor.execute("VACUUM ANALYZE knowledge_term")
-    return {"inserted": float(missing), "seconds": seconds, "total": float(existing + missing)}
+        if connection.vendor == "postgresql":
+            for table in ("knowledge_chunk", "knowledge_posting", "knowledge_term"):
+                cursor.execute(f"VACUUM ANALYZE {table}")
+        else:
+            cursor.execute("ANALYZE")
+
+
+def keyword_exact_scan(collection: Any, query: str, limit: int = 10) -> list[tuple[int, float]]:
+    """The keyword baseline: one statement scoring every posting of every query word (what the index must equal)."""
+    from knowledge import keywords
+
+    words, length_factor = keywords._words([collection], keywords.query_terms(query))
+    return keywords._Scorer(length_factor, None).top(words, limit) if words else []
 
 
 def scifact_queries(data: Path, count: int) -> list[str]:
@@ -356,42 +391,61 @@ def top_10(matrix: Any, vector: Any) -> Any:
 
 
 def latency(collection: Any, texts: list[str]) -> dict[str, dict[str, float]]:
+    """Each path's p50/p95 over ``texts`` (the query embedding excluded), with the exact baselines of the same run:
+    the vector exact scan (pgvector without its index; on SQLite the index itself is the exact scan) and the
+    keyword exact scan (every posting of every query word scored)."""
     import numpy as np
+    from django.db import connection
 
-    from knowledge import index
+    from knowledge import index, keywords
     from knowledge.embedders import get_embedder
     from knowledge.models import Chunk
     from knowledge.search import search
 
+    postgres = connection.vendor == "postgresql"
     embedder = get_embedder(collection.embedder)
     vectors = embedder.embed(texts)
     results: dict[str, dict[str, float]] = {}
-    hnsw_times, exact_times, overlaps = [], [], []
+
+    def row(name: str, times: list[float], baseline: str) -> None:
+        results[name] = {"p50_ms": percentile(times, 0.5), "p95_ms": percentile(times, 0.95), "baseline": baseline}
+
+    exact_name = "vector exact scan (pgvector, no index)" if postgres else "vector exact (NumPy matrix, the index)"
     for vector in vectors[:3]:  # warm the buffers and the index pages
         index.vector_search(collections=[collection], vector=vector, limit=10)
         index.vector_search(collections=[collection], vector=vector, limit=10, exact=True)
+    hnsw_times, exact_times, overlaps = [], [], []
     for vector in vectors:
-        hnsw_ms, approx = timed_ms(index.vector_search, collections=[collection], vector=vector, limit=10)
         exact_ms, exact = timed_ms(index.vector_search, collections=[collection], vector=vector, limit=10, exact=True)
-        hnsw_times.append(hnsw_ms)
         exact_times.append(exact_ms)
-        wanted = {s.chunk_id for s in exact}
-        overlaps.append(len({s.chunk_id for s in approx} & wanted) / max(1, len(wanted)))
-    results["pgvector exact scan (exact=True)"] = {
-        "p50_ms": percentile(exact_times, 0.5),
-        "p95_ms": percentile(exact_times, 0.95),
-    }
-    results["pgvector HNSW (index.vector_search)"] = {
-        "p50_ms": percentile(hnsw_times, 0.5),
-        "p95_ms": percentile(hnsw_times, 0.95),
-    }
-    results["HNSW recall@10 vs exact"] = {"value": statistics.fmean(overlaps)}
+        if postgres:
+            hnsw_ms, approx = timed_ms(index.vector_search, collections=[collection], vector=vector, limit=10)
+            hnsw_times.append(hnsw_ms)
+            wanted = {s.chunk_id for s in exact}
+            overlaps.append(len({s.chunk_id for s in approx} & wanted) / max(1, len(wanted)))
+    row(exact_name, exact_times, exact_name)
+    if postgres:
+        row("vector HNSW (index.vector_search)", hnsw_times, exact_name)
+        results["HNSW recall@10 vs exact"] = {"value": statistics.fmean(overlaps)}
 
-    # The in-process floor, and what the embedded (SQLite) index does: NumPy over the same vectors in memory.
+    # The in-process floor: NumPy over the same vectors in memory, without the database's round trip.
     matrix = np.vstack(list(Chunk.objects.filter(collection=collection).values_list("embedding", flat=True)))
     matrix = matrix.astype(np.float32)
-    floor = [timed_ms(top_10, matrix, vector)[0] for vector in vectors]
-    results["NumPy exact, in memory"] = {"p50_ms": percentile(floor, 0.5), "p95_ms": percentile(floor, 0.95)}
+    row("NumPy exact, in memory (floor)", [timed_ms(top_10, matrix, vector)[0] for vector in vectors], exact_name)
+
+    for text in texts[:3]:
+        keyword_exact_scan(collection, text)
+    scanned, indexed, same = [], [], 0
+    for text in texts:
+        ms, exact_hits = timed_ms(keyword_exact_scan, collection, text)
+        scanned.append(ms)
+        ms, found = timed_ms(keywords.search, collections=[collection], query=text, limit=10)
+        indexed.append(ms)
+        same += [chunk_id for chunk_id, _ in found] == [chunk_id for chunk_id, _ in exact_hits]
+    scan_name = "keyword exact scan (every posting scored)"
+    row(scan_name, scanned, scan_name)
+    row("keyword index (keywords.search)", indexed, scan_name)
+    results["keyword index: same top 10 as the scan"] = {"value": same / len(texts)}
 
     # The search service end to end, with the query embedding taken out (the same cost for every mode).
     cache = {text: vectors[i] for i, text in enumerate(texts)}
@@ -402,18 +456,42 @@ def latency(collection: Any, texts: list[str]) -> dict[str, dict[str, float]]:
 
     setattr(embedder, "embed", remembered)  # noqa: B010 - the Protocol's method, swapped for the run
     try:
-        for mode in ("keyword", "vector", "hybrid"):
+        for mode, baseline in (("keyword", scan_name), ("vector", exact_name), ("hybrid", exact_name)):
             search(collections=[collection], query=texts[0], mode=mode, top_k=10)
             times = [timed_ms(search, collections=[collection], query=text, mode=mode, top_k=10)[0] for text in texts]
-            results[f"service {mode}, top 10"] = {"p50_ms": percentile(times, 0.5), "p95_ms": percentile(times, 0.95)}
+            row(f"service {mode}, top 10", times, baseline)
     finally:
         setattr(embedder, "embed", original)  # noqa: B010
     return results
 
 
+def print_latency(timings: dict[str, dict[str, float]]) -> None:
+    print("| path | p50 ms | p95 ms | p50 vs its baseline |")
+    print("|---|---:|---:|---:|")
+    for name, row in timings.items():
+        if "p50_ms" in row:
+            ratio = row["p50_ms"] / timings[str(row["baseline"])]["p50_ms"]
+            print(f"| {name} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | {ratio:.2f} |")
+        else:
+            print(f"| {name} | {row['value']:.3f} | | |")
+
+
+def embed_only(args: argparse.Namespace) -> int:
+    """Fill the pieces' embedding cache for ``--embed-only`` pieces, so a timed run later embeds nothing."""
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    texts = scifact_pieces(args.data, args.embed_only, pieces_rng(args.seed))
+    vectors = embeddings_of(texts, settings.KNOWLEDGE_DEFAULT_EMBEDDER, seed=args.seed)
+    print(f"{len(vectors)} pieces' vectors cached ({settings.KNOWLEDGE_DEFAULT_EMBEDDER})")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="Server URL, pgvector.")
+    parser.add_argument("--postgres", help="A PostgreSQL server URL with pgvector (without the database); else SQLite.")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="BEIR SciFact, for the search part.")
     parser.add_argument("--documents", type=int, default=2000)
     parser.add_argument("--words", type=int, default=1100, help="Words per generated document (about 10 chunks).")
@@ -424,20 +502,26 @@ def main() -> int:
     parser.add_argument("--database", default=BENCH_DATABASE, help="The throwaway database's name on the server.")
     parser.add_argument("--profile", type=Path, help="Write a cProfile of the ingest to this file.")
     parser.add_argument("--queries", type=int, default=300, help="SciFact queries searched (at most 1,109).")
+    parser.add_argument("--embed-only", type=int, metavar="PIECES", help="Only cache this many pieces' vectors.")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--json", type=Path, help="Also write the figures to this file.")
     args = parser.parse_args()
     rng = random.Random(args.seed)
 
     with tempfile.TemporaryDirectory(prefix="aihub-bench-scale-") as folder:
-        configure_django(Path(folder), database_url=f"{args.postgres.rstrip('/')}/{args.database}")
-        recreate_database(args.postgres, args.database)
+        url = f"{args.postgres.rstrip('/')}/{args.database}" if args.postgres else None
+        configure_django(Path(folder), database_url=url)
+        if args.embed_only:
+            return embed_only(args)
+        if args.postgres:
+            recreate_database(args.postgres, args.database)
         try:
             import django
 
             django.setup()
             from django.conf import settings
             from django.core.management import call_command
+            from django.db import connection
 
             call_command("migrate", verbosity=0)
             from aihub.access.services import tenant_create
@@ -446,7 +530,7 @@ def main() -> int:
             tenant = tenant_create(slug="bench", name="Bench")
             collection = collection_create(tenant=tenant, slug="generated")
             print(
-                f"PostgreSQL + pgvector; {collection.embedder}, {collection.chunk_size} tokens per chunk, "
+                f"{connection.vendor}; {collection.embedder}, {collection.chunk_size} tokens per chunk, "
                 f"{collection.chunk_overlap} overlap; embed batch {settings.KNOWLEDGE_EMBED_BATCH_SIZE}"
             )
             ingested = ingest(collection, rng, args.documents, args.words, args.raw_sample, args.profile)
@@ -461,32 +545,27 @@ def main() -> int:
                 if args.json:
                     args.json.write_text(json.dumps({"ingest": ingested}, indent=2))
                 return 0
-            filled = fill(collection, rng, args.chunks, args.data)
+            filled = fill(collection, args.chunks, args.data, seed=args.seed)
             print(
                 f"\nfilled to {int(filled['total'])} chunks: {int(filled['inserted'])} SciFact pieces with their "
-                f"embeddings bulk-inserted in {filled['seconds']:.1f}s (HNSW and keyword indexes maintained on insert)"
+                f"embeddings bulk-inserted in {filled['seconds']:.1f}s (vector and keyword indexes maintained)"
             )
             queries = scifact_queries(args.data, args.queries)
             timings = latency(collection, queries)
-            baseline = timings["pgvector exact scan (exact=True)"]["p50_ms"]
+            ef_search = f", hnsw.ef_search={settings.KNOWLEDGE_HNSW_EF_SEARCH}" if args.postgres else ""
             print(
-                f"\nlatency over {int(filled['total'])} chunks, {len(queries)} SciFact queries, top 10, "
-                f"query embedding excluded, hnsw.ef_search={settings.KNOWLEDGE_HNSW_EF_SEARCH}:"
+                f"\n{connection.vendor}: latency over {int(filled['total'])} chunks, {len(queries)} SciFact queries, "
+                f"top 10, query embedding excluded{ef_search}:"
             )
-            print("| path | p50 ms | p95 ms | p50 vs exact scan |")
-            print("|---|---:|---:|---:|")
-            for name, row in timings.items():
-                if "p50_ms" in row:
-                    print(f"| {name} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | {row['p50_ms'] / baseline:.2f} |")
-                else:
-                    print(f"| {name} | {row['value']:.3f} | | |")
+            print_latency(timings)
             if args.json:
                 args.json.write_text(json.dumps({"ingest": ingested, "fill": filled, "latency": timings}, indent=2))
         finally:
             from django.db import connections
 
             connections.close_all()
-            recreate_database(args.postgres, args.database, drop_only=True)
+            if args.postgres:
+                recreate_database(args.postgres, args.database, drop_only=True)
     return 0
 
 

@@ -44,6 +44,18 @@ DEFAULT_CANDIDATES = 50
 CANDIDATES_PER_HIT = 5
 MAX_CANDIDATES = 1000
 _OPERATORS = {"eq": "", "in": "__in", "gt": "__gt", "gte": "__gte", "lt": "__lt", "lte": "__lte"}
+_HIT_COLUMNS = (
+    "id",
+    "document_id",
+    "text",
+    "page",
+    "heading_path",
+    "start",
+    "end",
+    "document__title",
+    "document__metadata",
+    "collection__slug",
+)
 _BUILT_IN_FIELDS = {"document_id": "id", "media_type": "media_type", "title": "title"}
 
 
@@ -261,23 +273,27 @@ def _hits(
     vector_by_id: dict[int, tuple[int, float]],
     keyword_by_id: dict[int, tuple[int, float]],
 ) -> list[Hit]:
-    chunks = Chunk.objects.select_related("document", "collection").defer("embedding").in_bulk([i for i, _ in ordered])
+    # Only the columns a hit shows, as tuples: model instances (their signals and every column's converter)
+    # cost more than the query itself here.
+    rows = Chunk.objects.filter(pk__in=[chunk_id for chunk_id, _ in ordered]).values_list(*_HIT_COLUMNS)
+    by_id = {row[0]: row for row in rows}
     hits = []
     for chunk_id, score in ordered:
-        chunk = chunks.get(chunk_id)
-        if chunk is None:  # deleted since it was ranked
+        row = by_id.get(chunk_id)
+        if row is None:  # deleted since it was ranked
             continue
+        _, document_id, text, page, heading_path, start, end, title, metadata, collection_slug = row
         v_rank, v_score = vector_by_id.get(chunk_id, (None, None))
         k_rank, k_score = keyword_by_id.get(chunk_id, (None, None))
         hits.append(
             Hit(
-                chunk_id=chunk.pk,
-                document_id=chunk.document_id,
-                document_title=chunk.document.title,
-                collection=chunk.collection.slug,
-                text=chunk.text,
-                location=chunk.location(),
-                metadata=chunk.document.metadata,
+                chunk_id=chunk_id,
+                document_id=document_id,
+                document_title=title,
+                collection=collection_slug,
+                text=text,
+                location={"page": page, "heading_path": heading_path, "start": start, "end": end},
+                metadata=metadata,
                 score=round(score, 6),
                 vector_score=None if v_score is None else round(v_score, 6),
                 keyword_score=None if k_score is None else round(k_score, 6),
