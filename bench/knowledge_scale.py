@@ -299,21 +299,23 @@ def store_chunks(document: Any, texts: list[str], vectors: Any, *, first: int) -
     from knowledge.models import Chunk
 
     with transaction.atomic():
-        created = Chunk.objects.bulk_create(
-            Chunk(
-                document=document,
-                collection_id=document.collection_id,
-                position=first + i,
-                text=text,
-                token_count=len(text.split()),
-                start=0,
-                end=len(text),
-                dimensions=vectors.shape[1],
-                embedding=vectors[i],
-            )
-            for i, text in enumerate(texts)
+        keywords.chunks_store(
+            collection_id=document.collection_id,
+            chunks=[
+                Chunk(
+                    document=document,
+                    collection_id=document.collection_id,
+                    position=first + i,
+                    text=text,
+                    token_count=len(text.split()),
+                    start=0,
+                    end=len(text),
+                    dimensions=vectors.shape[1],
+                    embedding=vectors[i],
+                )
+                for i, text in enumerate(texts)
+            ],
         )
-        keywords.chunks_index(collection_id=document.collection_id, chunks=[(c.pk, c.text) for c in created])
 
 
 def pieces_rng(seed: int) -> random.Random:

@@ -22,13 +22,9 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 
 from knowledge import keywords
+from knowledge.db import collection_key, on_postgres
 from knowledge.models import Chunk, Collection, Document
 from knowledge.operations import HNSW_DIMENSIONS
-
-
-def _postgres() -> bool:
-    return bool(connection.vendor == "postgresql")
-
 
 # --- Queries -------------------------------------------------------------------------------------------------
 
@@ -48,7 +44,7 @@ def _document_subquery(documents: QuerySet[Document] | None) -> tuple[str, tuple
 
 def _collection_params(collections: Sequence[Collection]) -> tuple[str, list[Any]]:
     marks = ",".join(["%s"] * len(collections))
-    values = [c.pk if _postgres() else c.pk.hex for c in collections]
+    values = [collection_key(c.pk) for c in collections]
     return marks, values
 
 
@@ -74,7 +70,7 @@ def vector_search(
     """
     if not collections:
         return []
-    if _postgres():
+    if on_postgres():
         return _pgvector_search(collections, vector, limit, documents, exact)
     allowed = None if documents is None else set(documents.values_list("id", flat=True))
     found: list[Scored] = []

@@ -30,6 +30,7 @@ import Stemmer
 from django.db import connection
 from django.db.models import Count, F, QuerySet, Sum
 
+from knowledge.db import collection_key, on_postgres
 from knowledge.models import Chunk, Collection, Document
 
 BM25_K1 = 1.2
@@ -72,14 +73,6 @@ def query_terms(query: str) -> list[str]:
     return list(dict.fromkeys(analyze(query)))[:MAX_QUERY_TERMS]
 
 
-def _postgres() -> bool:
-    return bool(connection.vendor == "postgresql")
-
-
-def _collection_key(collection_id: Any) -> Any:
-    return collection_id if _postgres() else collection_id.hex
-
-
 def _marks(count: int, width: int = 1) -> str:
     row = "(" + ",".join(["%s"] * width) + ")" if width > 1 else "%s"
     return ",".join([row] * count)
@@ -88,21 +81,41 @@ def _marks(count: int, width: int = 1) -> str:
 # --- Writes (inside the caller's transaction) ----------------------------------------------------------------
 
 
-def chunks_index(*, collection_id: Any, chunks: Sequence[tuple[int, str]]) -> None:
-    """Add chunks (id, text), already stored, to the collection's keyword index.
+def chunks_store(*, collection_id: Any, chunks: list[Chunk], batch_size: int = 500) -> list[Chunk]:
+    """Insert new chunks of the collection and add them to its keyword index (in the caller's transaction), each
+    row written once: its ``term_count`` is known before the insert. Returns the stored chunks."""
+    analyzed = [Counter(analyze(chunk.text)) for chunk in chunks]
+    for chunk, counts in zip(chunks, analyzed, strict=True):
+        chunk.term_count = sum(counts.values())
+    created = Chunk.objects.bulk_create(chunks, batch_size=batch_size)
+    _index(collection_id, [(chunk.pk, counts) for chunk, counts in zip(created, analyzed, strict=True)])
+    return created
 
-    Call it in the transaction that stores them. It updates the collection's row first, which locks it until
-    commit: every index write of a collection then runs one at a time, so term rows are never updated in two
-    orders at once (no deadlocks) and the statistics stay exact.
-    """
+
+def _stored_chunks_index(collection_id: Any, chunks: Sequence[tuple[int, str]]) -> None:
+    """Add chunks (id, text), already stored, to the collection's keyword index, their ``term_count`` set again
+    (in the caller's transaction)."""
     analyzed = [(chunk_id, Counter(analyze(text))) for chunk_id, text in chunks]
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            "UPDATE knowledge_chunk SET term_count = %s WHERE id = %s",
+            [(sum(counts.values()), chunk_id) for chunk_id, counts in analyzed],
+        )
+    _index(collection_id, analyzed)
+
+
+def _index(collection_id: Any, analyzed: list[tuple[int, Counter[str]]]) -> None:
+    """The postings and term statistics of stored chunks (id, their terms counted).
+
+    It updates the collection's row first, which locks it until commit: every index write of a collection then
+    runs one at a time, so term rows are never updated in two orders at once (no deadlocks) and the statistics
+    stay exact.
+    """
     lengths = {chunk_id: sum(counts.values()) for chunk_id, counts in analyzed}
     collection = Collection.objects.filter(pk=collection_id)
     collection.update(
         keyword_chunks=F("keyword_chunks") + len(analyzed), keyword_terms=F("keyword_terms") + sum(lengths.values())
     )
-    if lengths:
-        _set_term_counts(lengths)
     chunk_total, term_total = collection.values_list("keyword_chunks", "keyword_terms").get()
     length_factor = _length_factor(chunk_total, term_total)
     stats: dict[str, list[float]] = {}  # term: [chunks holding it, the highest frequency part]
@@ -135,7 +148,7 @@ def _impact(frequency: float, length: float, length_factor: float) -> float:
 
 def _postings_insert(rows: list[tuple[int, int, int, int]]) -> None:
     with connection.cursor() as cursor:
-        if _postgres():
+        if on_postgres():
             # COPY: several times faster than INSERT for the thousands of rows a batch of chunks makes.
             with cursor.cursor.copy("COPY knowledge_posting (term_id, chunk_id, frequency, length) FROM STDIN") as copy:
                 for row in rows:
@@ -146,14 +159,6 @@ def _postings_insert(rows: list[tuple[int, int, int, int]]) -> None:
             )
 
 
-def _set_term_counts(lengths: dict[int, int]) -> None:
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            "UPDATE knowledge_chunk SET term_count = %s WHERE id = %s",
-            [(n, chunk_id) for chunk_id, n in lengths.items()],
-        )
-
-
 def _terms_upsert(collection_id: Any, stats: dict[str, list[float]], length_factor: float) -> dict[str, int]:
     """Insert or update the terms (sorted, so two writers would lock them in one order), returning their ids.
 
@@ -161,8 +166,8 @@ def _terms_upsert(collection_id: Any, stats: dict[str, list[float]], length_fact
     once multiplied by max(1, L0 / L) (the frequency part grows by at most L0 / L when L shrinks), so the new
     bound is the larger of that and this batch's.
     """
-    greatest = "GREATEST" if _postgres() else "MAX"
-    key = _collection_key(collection_id)
+    greatest = "GREATEST" if on_postgres() else "MAX"
+    key = collection_key(collection_id)
     ids: dict[str, int] = {}
     terms = sorted(stats)
     with connection.cursor() as cursor:
@@ -222,7 +227,7 @@ def collection_reindex(
     number of chunks indexed. ``progress(done)`` is called after each batch."""
     Collection.objects.filter(pk=collection.pk).update(keyword_chunks=0, keyword_terms=0)
     with connection.cursor() as cursor:
-        key = _collection_key(collection.pk)
+        key = collection_key(collection.pk)
         cursor.execute(
             "DELETE FROM knowledge_posting WHERE term_id IN (SELECT id FROM knowledge_term WHERE collection_id = %s)",
             [key],
@@ -234,7 +239,7 @@ def collection_reindex(
         batch = list(chunks.filter(id__gt=last).values_list("id", "text")[:batch_size])
         if not batch:
             return done
-        chunks_index(collection_id=collection.pk, chunks=batch)
+        _stored_chunks_index(collection.pk, batch)
         done += len(batch)
         last = batch[-1][0]
         if progress is not None:
@@ -304,7 +309,7 @@ def _ranked(scores: Iterable[tuple[int, float]], limit: int) -> list[tuple[int, 
 
 
 def _words(collections: Sequence[Collection], terms: list[str]) -> tuple[list[_Word], float]:
-    keys = [_collection_key(c.pk) for c in collections]
+    keys = [collection_key(c.pk) for c in collections]
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT coalesce(sum(keyword_chunks), 0), coalesce(sum(keyword_terms), 0) "

@@ -329,14 +329,13 @@ def document_chunks_replace(
         old = Chunk.objects.filter(document=document)
         keywords.chunks_unindex(collection_id=document.collection_id, chunks=old)
         old.delete()
-        created = Chunk.objects.bulk_create(
-            [
+        created = keywords.chunks_store(
+            collection_id=document.collection_id,
+            chunks=[
                 Chunk(document=document, collection_id=document.collection_id, position=i, dimensions=dimensions, **c)
                 for i, c in enumerate(chunks)
             ],
-            batch_size=500,
         )
-        keywords.chunks_index(collection_id=document.collection_id, chunks=[(c.pk, c.text) for c in created])
         document.status, document.error = Document.Status.READY, ""
         document.chunk_count = len(created)
         document.ingested_at = timezone.now()
