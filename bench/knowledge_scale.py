@@ -392,7 +392,7 @@ def top_10(matrix: Any, vector: Any) -> Any:
     return np.argpartition(-(matrix @ vector), 10)[:10]
 
 
-def latency(collection: Any, texts: list[str]) -> dict[str, dict[str, float]]:
+def latency(collection: Any, texts: list[str]) -> dict[str, dict[str, Any]]:
     """Each path's p50/p95 over ``texts`` (the query embedding excluded), with the exact baselines of the same run:
     the vector exact scan (pgvector without its index; on SQLite the index itself is the exact scan) and the
     keyword exact scan (every posting of every query word scored)."""
@@ -407,7 +407,7 @@ def latency(collection: Any, texts: list[str]) -> dict[str, dict[str, float]]:
     postgres = connection.vendor == "postgresql"
     embedder = get_embedder(collection.embedder)
     vectors = embedder.embed(texts)
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, Any]] = {}
 
     def row(name: str, times: list[float], baseline: str) -> None:
         results[name] = {"p50_ms": percentile(times, 0.5), "p95_ms": percentile(times, 0.95), "baseline": baseline}
@@ -467,7 +467,7 @@ def latency(collection: Any, texts: list[str]) -> dict[str, dict[str, float]]:
     return results
 
 
-def print_latency(timings: dict[str, dict[str, float]]) -> None:
+def print_latency(timings: dict[str, dict[str, Any]]) -> None:
     print("| path | p50 ms | p95 ms | p50 vs its baseline |")
     print("|---|---:|---:|---:|")
     for name, row in timings.items():
