@@ -107,7 +107,12 @@ class Chunk(models.Model):
         return f"{self.document_id}#{self.position}"
 
     def location(self) -> dict[str, Any]:
-        return {"page": self.page, "heading_path": self.heading_path, "start": self.start, "end": self.end}
+        return chunk_location(page=self.page, heading_path=self.heading_path, start=self.start, end=self.end)
+
+
+def chunk_location(*, page: int | None, heading_path: list[str], start: int, end: int) -> dict[str, Any]:
+    """Where a chunk came from, as hits and the chunk API show it (also built from bare columns by search)."""
+    return {"page": page, "heading_path": heading_path, "start": start, "end": end}
 
 
 class Term(models.Model):

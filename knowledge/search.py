@@ -31,7 +31,7 @@ from django.db.models import Q, QuerySet
 
 from knowledge import index
 from knowledge.embedders import get_embedder
-from knowledge.models import Chunk, Collection, Document
+from knowledge.models import Chunk, Collection, Document, chunk_location
 
 Mode = Literal["vector", "keyword", "hybrid"]
 MODES: tuple[str, ...] = ("vector", "keyword", "hybrid")
@@ -292,7 +292,7 @@ def _hits(
                 document_title=title,
                 collection=collection_slug,
                 text=text,
-                location={"page": page, "heading_path": heading_path, "start": start, "end": end},
+                location=chunk_location(page=page, heading_path=heading_path, start=start, end=end),
                 metadata=metadata,
                 score=round(score, 6),
                 vector_score=None if v_score is None else round(v_score, 6),
