@@ -9,7 +9,8 @@ with ``python scripts/pgserver.py start var/pgserver 54329``). The data is read 
 Re-runs need not ingest again: ``--keep`` keeps the database (PostgreSQL: ``--database``; SQLite: a file in
 var/bench-cache) and ``--reuse`` searches it; ``--embedding-cache`` keeps every text's vector in var/bench-cache, so
 a new ingest embeds nothing it embedded before. ``--sweep`` replaces quality and latency with hybrid's quality for
-each fusion weight x candidate depth (x RRF constant) on the split: the tuning, on train.
+each fusion weight x candidate depth (x RRF constant, x BM25's k1 and b with ``--bm25``) on the split: the
+tuning, on train.
 
 It measures, in the same run:
 
@@ -360,14 +361,18 @@ def sweep(
     alphas: list[float],
     depths: list[int],
     rrf_ks: list[int],
+    bm25: list[tuple[float, float]],
 ) -> list[dict[str, float]]:
-    """nDCG@10 and recall@100 of hybrid search for every fusion weight x candidate depth x RRF constant.
+    """nDCG@10 and recall@100 of hybrid search (and of the keyword leg alone, alpha 0) for every BM25 (k1, b) x
+    fusion weight x candidate depth x RRF constant.
 
-    Each query's two legs are fetched once at the deepest depth through the search service's own legs, then
-    fused by the service's own fusion for every setting, each depth taking the first ``depth`` of each leg (the
-    same lists a search at that depth gets: both legs are exact orders, except HNSW, whose deeper search can
-    only find more of the true neighbours).
+    Each query's vector leg is fetched once at the deepest depth through the search service's own legs, its
+    keyword leg once per (k1, b) (the index keeps raw frequencies and lengths, so they apply at query time), then
+    both are fused by the service's own fusion for every setting, each depth taking the first ``depth`` of each
+    leg (the same lists a search at that depth gets: both legs are exact orders, except HNSW, whose deeper search
+    can only find more of the true neighbours).
     """
+    from knowledge import index, keywords
     from knowledge import search as knowledge_search
     from knowledge.models import Chunk
 
@@ -377,30 +382,45 @@ def sweep(
         for chunk_id, metadata in Chunk.objects.filter(collection=collection).values_list("id", "document__metadata")
     }
     started = time.perf_counter()
-    legs = {
-        query_id: knowledge_search.search_legs(collections=[collection], query=text, depth=deepest)
+    vectors = {
+        query_id: knowledge_search.search_legs(collections=[collection], query=text, depth=deepest)[0]
         for query_id, text in queries.items()
     }
-    print(f"  both legs of {len(legs)} queries at depth {deepest} in {time.perf_counter() - started:.0f}s")
+    print(f"  vector legs of {len(vectors)} queries at depth {deepest} in {time.perf_counter() - started:.0f}s")
     rows = []
-    for rrf_k in rrf_ks:
-        for depth in depths:
-            for alpha in alphas:
-                ndcgs, recalls = [], []
-                for query_id, (vector, keyword) in legs.items():
-                    fused = knowledge_search.fuse(vector[:depth], keyword[:depth], alpha=alpha, rrf_k=rrf_k)
-                    ranked = list(dict.fromkeys(corpus_ids[chunk_id] for chunk_id, _ in fused[:100]))
-                    ndcgs.append(ndcg_at_10(ranked, qrels[query_id]))
-                    recalls.append(recall_at_100(ranked, qrels[query_id]))
-                rows.append(
-                    {
-                        "alpha": alpha,
-                        "candidates": depth,
-                        "rrf_k": rrf_k,
-                        "ndcg@10": statistics.fmean(ndcgs),
-                        "recall@100": statistics.fmean(recalls),
-                    }
+    defaults = keywords.BM25_K1, keywords.BM25_B
+    try:
+        for k1, b in bm25:
+            keywords.BM25_K1, keywords.BM25_B = k1, b
+            legs = {
+                query_id: (
+                    vectors[query_id],
+                    index.keyword_search(collections=[collection], query=text, limit=deepest),
                 )
+                for query_id, text in queries.items()
+            }
+            for rrf_k in rrf_ks:
+                for depth in depths:
+                    for alpha in alphas:
+                        ndcgs, recalls = [], []
+                        for query_id, (vector, keyword) in legs.items():
+                            fused = knowledge_search.fuse(vector[:depth], keyword[:depth], alpha=alpha, rrf_k=rrf_k)
+                            ranked = list(dict.fromkeys(corpus_ids[chunk_id] for chunk_id, _ in fused[:100]))
+                            ndcgs.append(ndcg_at_10(ranked, qrels[query_id]))
+                            recalls.append(recall_at_100(ranked, qrels[query_id]))
+                        rows.append(
+                            {
+                                "k1": k1,
+                                "b": b,
+                                "alpha": alpha,
+                                "candidates": depth,
+                                "rrf_k": rrf_k,
+                                "ndcg@10": statistics.fmean(ndcgs),
+                                "recall@100": statistics.fmean(recalls),
+                            }
+                        )
+    finally:
+        keywords.BM25_K1, keywords.BM25_B = defaults
     return rows
 
 
@@ -451,6 +471,7 @@ def main() -> int:
     parser.add_argument("--alphas", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1")
     parser.add_argument("--depths", default="20,50,100,200,500,1000")
     parser.add_argument("--rrf-ks", default="60")
+    parser.add_argument("--bm25", default="1.2:0.75", help="With --sweep: BM25's k1:b pairs, comma-separated.")
     args = parser.parse_args()
     if args.reuse and args.limit:
         parser.error("--reuse searches the whole kept corpus; --limit does not apply")
@@ -524,6 +545,7 @@ def main() -> int:
                     alphas=numbers(args.alphas, float),
                     depths=numbers(args.depths, int),
                     rrf_ks=numbers(args.rrf_ks, int),
+                    bm25=[(float(k1), float(b)) for k1, b in (pair.split(":") for pair in args.bm25.split(","))],
                 )
                 if cache is not None:
                     cache.save()
@@ -574,12 +596,12 @@ def main() -> int:
 def print_sweep(rows: list[dict[str, float]], split: str) -> None:
     ranked = sorted(rows, key=lambda row: (-row["ndcg@10"], -row["recall@100"], row["candidates"]))
     print(f"\nhybrid on the {split} queries, best nDCG@10 first (alpha: the vector leg's weight):")
-    print("| alpha | candidates | rrf k | nDCG@10 | recall@100 |")
-    print("|---|---|---|---|---|")
+    print("| k1 | b | alpha | candidates | rrf k | nDCG@10 | recall@100 |")
+    print("|---|---|---|---|---|---|---|")
     for row in ranked:
         print(
-            f"| {row['alpha']:g} | {row['candidates']} | {row['rrf_k']} | {row['ndcg@10']:.4f} | "
-            f"{row['recall@100']:.4f} |"
+            f"| {row['k1']:g} | {row['b']:g} | {row['alpha']:g} | {row['candidates']} | {row['rrf_k']} | "
+            f"{row['ndcg@10']:.4f} | {row['recall@100']:.4f} |"
         )
 
 

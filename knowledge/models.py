@@ -1,6 +1,6 @@
 """Knowledge: collections of documents, split into chunks that carry their embedding, and the keyword index.
 
-The keyword index is ``Term`` and ``Posting`` rows written with the chunks (``knowledge.keywords``); on
+The keyword index is ``Term`` and ``PostingBlock`` rows written with the chunks (``knowledge.keywords``); on
 PostgreSQL the embedding also has HNSW indexes, created by the migration (``knowledge.operations``).
 """
 
@@ -122,11 +122,6 @@ class Term(models.Model):
     collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="+")
     text = models.CharField(max_length=64)
     chunk_count = models.PositiveIntegerField(help_text="Chunks holding it: the document frequency.")
-    # The most its frequency part, tf / (tf + k1 (1 - b) + length_factor dl), can be in any chunk, computed with
-    # the collection's length_factor (k1 b / average length) of that moment. Raised by writes, left by deletes
-    # (still a bound, only looser, until a rebuild); see knowledge.keywords for how it is rescaled.
-    max_impact = models.FloatField()
-    impact_length_factor = models.FloatField()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["collection", "text"], name="term_unique_per_collection")]
@@ -135,22 +130,17 @@ class Term(models.Model):
         return self.text
 
 
-class Posting(models.Model):
-    """A term in a chunk: how often, and the chunk's length in terms (denormalised so scoring needs no join)."""
+class PostingBlock(models.Model):
+    """Up to ``keywords.BLOCK_POSTINGS`` postings of a term, packed as ``keywords.POSTING`` records: the chunk,
+    how often the term is in it, and the chunk's length in terms (so scoring needs no join). ``first_chunk`` and
+    ``last_chunk`` are the least and greatest chunk ids in it, for finding a chunk's postings when it goes."""
 
-    pk = models.CompositePrimaryKey("term", "chunk")
-    term = models.ForeignKey(Term, on_delete=models.CASCADE, related_name="+", db_index=False)
-    chunk = models.ForeignKey(Chunk, on_delete=models.CASCADE, related_name="+", db_index=False)
-    frequency = models.PositiveSmallIntegerField()
-    length = models.PositiveIntegerField()
-
-    class Meta:
-        indexes = [
-            # A term's postings with what scoring needs, read from the index alone (no table access).
-            models.Index(fields=["term", "chunk", "frequency", "length"], name="knowledge_posting_scan"),
-            # Deleting a chunk's postings, and looking up the common words for the chunks in the running.
-            models.Index(fields=["chunk", "term"], name="knowledge_posting_chunk"),
-        ]
+    id = models.BigAutoField(primary_key=True)
+    term = models.ForeignKey(Term, on_delete=models.CASCADE, related_name="+")
+    size = models.PositiveIntegerField()
+    first_chunk = models.BigIntegerField()
+    last_chunk = models.BigIntegerField()
+    postings = models.BinaryField()
 
     def __str__(self) -> str:
-        return f"{self.term_id}@{self.chunk_id}"
+        return f"{self.term_id}: {self.size} postings"

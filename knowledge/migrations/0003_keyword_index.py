@@ -6,15 +6,6 @@ from django.db import migrations, models
 import knowledge.operations
 
 
-def index_existing_chunks(apps, schema_editor):
-    # The live module, not the historical models: the index is written in raw SQL against these very tables.
-    from knowledge.keywords import collection_reindex
-
-    Collection = apps.get_model("knowledge", "Collection")
-    for collection in Collection.objects.all():
-        collection_reindex(collection=collection)
-
-
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -70,6 +61,5 @@ class Migration(migrations.Migration):
             model_name='posting',
             index=models.Index(fields=['chunk', 'term'], name='knowledge_posting_chunk'),
         ),
-        migrations.RunPython(index_existing_chunks, migrations.RunPython.noop),
         knowledge.operations.DropFullText(),
     ]

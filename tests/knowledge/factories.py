@@ -9,8 +9,8 @@ from typing import Any
 import factory
 import numpy as np
 
-from knowledge import services
-from knowledge.models import Collection, Document
+from knowledge import keywords, services
+from knowledge.models import Collection, Document, PostingBlock
 from knowledge.pipeline import document_claim
 from tests.factories import TenantFactory
 
@@ -62,3 +62,11 @@ def add_ingested_document(collection: Collection, texts: list[str], **kwargs: An
     )
     assert stored is not None
     return stored
+
+
+def indexed_postings() -> list[tuple[str, int, int]]:
+    """Every posting in the blocks as (term, chunk id, frequency), sorted."""
+    found = []
+    for text, data in PostingBlock.objects.values_list("term__text", "postings"):
+        found += [(text, int(p["chunk"]), int(p["frequency"])) for p in np.frombuffer(data, dtype=keywords.POSTING)]
+    return sorted(found)

@@ -11,10 +11,10 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from knowledge import keywords, services
-from knowledge.models import Chunk, Collection, Document, Posting, Term
+from knowledge.models import Chunk, Collection, Document, PostingBlock, Term
 from knowledge.pipeline import document_claim
 from knowledge.search import filtered_documents
-from tests.knowledge.factories import CollectionFactory, add_document
+from tests.knowledge.factories import CollectionFactory, add_document, indexed_postings
 
 pytestmark = pytest.mark.django_db
 
@@ -77,21 +77,43 @@ def test_analysis_lowercases_drops_stop_words_and_stems() -> None:
     assert keywords.query_terms("proteins protein PROTEIN kinases") == ["protein", "kinas"]
 
 
-@pytest.mark.parametrize("path", ["one statement", "maxscore"])
-def test_search_returns_the_exact_bm25_top_k_of_a_full_scan(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    if path == "maxscore":  # on a corpus this small only lowered thresholds take the skipping path
-        monkeypatch.setattr(keywords, "FLAT_POSTINGS", 0)
-        monkeypatch.setattr(keywords, "FIRST_POSTINGS", 20)
-        monkeypatch.setattr(keywords, "FIRST_CANDIDATES", 12)
+@pytest.mark.parametrize("block_postings", [keywords.BLOCK_POSTINGS, 3])
+def test_search_returns_the_exact_bm25_top_k_of_a_full_scan(
+    block_postings: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(keywords, "BLOCK_POSTINGS", block_postings)  # 3: every term's postings over many blocks
     rng = random.Random(7)
     collection = CollectionFactory.create()
-    for _ in range(6):
-        store(collection, random_texts(rng, 40))
-    collection.refresh_from_db()
+    documents = [store(collection, random_texts(rng, 40)) for _ in range(6)]
+    services.document_delete(document=documents[2])  # blocks rewritten in the middle of their terms' lists
+    store(collection, random_texts(rng, 40))
+    assert not PostingBlock.objects.filter(size__gt=block_postings).exists()
     for _ in range(25):
         query = " ".join(rng.sample(VOCABULARY, rng.randint(1, 8)))
         found = keywords.search(collections=[collection], query=query, limit=10)
         assert_same_ranking(found, brute_force_bm25([collection], query, 10))
+
+
+def test_a_search_takes_four_statements_however_many_blocks_its_words_have(
+    monkeypatch: pytest.MonkeyPatch, django_assert_num_queries: Any
+) -> None:
+    monkeypatch.setattr(keywords, "BLOCK_POSTINGS", 3)
+    collection = CollectionFactory.create()
+    store(collection, random_texts(random.Random(5), 60))
+    assert PostingBlock.objects.count() > 60
+    # The collection's totals, the words' terms, their blocks, and the best chunks checked against the table.
+    with django_assert_num_queries(4):
+        found = keywords.search(collections=[collection], query="kinase receptor cache", limit=10)
+    assert len(found) == 10
+
+
+def test_blocks_hold_each_chunks_terms_once_with_their_frequency() -> None:
+    collection = CollectionFactory.create()
+    document = store(collection, ["kinase kinase receptor", "receptor membrane"])
+    first, second = Chunk.objects.filter(document=document).order_by("position").values_list("id", flat=True)
+    assert indexed_postings() == sorted(
+        [("kinas", first, 2), ("receptor", first, 1), ("receptor", second, 1), ("membran", second, 1)]
+    )
 
 
 def test_statistics_follow_ingestion_replacement_and_deletion() -> None:
@@ -109,7 +131,7 @@ def test_statistics_follow_ingestion_replacement_and_deletion() -> None:
     collection.refresh_from_db()
     assert (collection.keyword_chunks, collection.keyword_terms) == (1, 1)
     assert dict(Term.objects.filter(collection=collection).values_list("text", "chunk_count")) == {"membran": 1}
-    assert Posting.objects.count() == 1
+    assert [term for term, _, _ in indexed_postings()] == ["membran"]
 
 
 def test_a_reingested_document_is_found_by_its_new_words_never_by_its_old_ones() -> None:
@@ -169,12 +191,30 @@ def test_metadata_filters_restrict_the_keyword_hits() -> None:
     assert [Chunk.objects.get(pk=chunk_id).document_id for chunk_id, _ in found] == [field.pk]
 
 
+def test_a_filter_passing_only_low_ranked_chunks_still_fills_the_top_k() -> None:
+    collection = CollectionFactory.create()
+    store(collection, ["kinase kinase kinase"] * 80, metadata={"team": "lab"})
+    field = store(collection, ["a kinase survey, in the field, of many other words"], metadata={"team": "field"})
+    documents = filtered_documents([collection], {"team": "field"})
+    found = keywords.search(collections=[collection], query="kinase", limit=3, documents=documents)
+    assert [Chunk.objects.get(pk=chunk_id).document_id for chunk_id, _ in found] == [field.pk]
+
+
+def test_chunks_deleted_outside_the_services_are_never_hits() -> None:
+    collection = CollectionFactory.create()
+    store(collection, ["kinase kinase"] * 30)
+    kept = store(collection, ["kinase and other words"])
+    Chunk.objects.exclude(document=kept).delete()  # the index is not told: its blocks still hold them
+    found = keywords.search(collections=[collection], query="kinase", limit=5)
+    assert [Chunk.objects.get(pk=chunk_id).document_id for chunk_id, _ in found] == [kept.pk]
+
+
 def test_the_rebuild_command_restores_a_lost_index(capsys: pytest.CaptureFixture[str]) -> None:
     collection = CollectionFactory.create()
     rng = random.Random(3)
     store(collection, random_texts(rng, 30))
     before = keywords.search(collections=[collection], query="kinase receptor cache", limit=10)
-    Posting.objects.all().delete()
+    PostingBlock.objects.all().delete()
     Term.objects.all().delete()
     Collection.objects.filter(pk=collection.pk).update(keyword_chunks=0, keyword_terms=0)
     assert keywords.search(collections=[collection], query="kinase receptor cache", limit=10) == []
