@@ -34,8 +34,11 @@ from django.db.models import F, QuerySet
 from knowledge.db import collection_key, on_postgres
 from knowledge.models import Chunk, Collection, Document
 
-BM25_K1 = 1.2
-BM25_B = 0.75
+# Anserini's BM25 defaults for BEIR, chosen on SciFact's train queries over 1.2 / 0.75 and five other pairs
+# (bench/retrieval.py --split train --sweep --bm25; see the README's search figures). Applied at query time:
+# the index keeps raw frequencies and lengths.
+BM25_K1 = 0.9
+BM25_B = 0.4
 MAX_TERM_CHARS = 64
 MAX_QUERY_TERMS = 64
 # Postings per block: a block's row stays a few kilobytes, so appending to a term's last block rewrites little.

@@ -57,8 +57,9 @@ def brute_force_bm25(collections: list[Collection], query: str, limit: int) -> l
         idf = math.log(1 + (n - len(holding) + 0.5) / (len(holding) + 0.5))
         for chunk_id, tf in holding:
             length = sum(chunks[chunk_id].values())
-            scores[chunk_id] = scores.get(chunk_id, 0.0) + idf * tf * 2.2 / (
-                tf + 1.2 * (0.25 + 0.75 * length / average)
+            k1, b = keywords.BM25_K1, keywords.BM25_B
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + idf * tf * (k1 + 1) / (
+                tf + k1 * (1 - b + b * length / average)
             )
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
 
