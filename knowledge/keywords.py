@@ -45,6 +45,8 @@ MAX_QUERY_TERMS = 64
 BLOCK_POSTINGS = 256
 # A posting as stored in a block: the chunk, how often the term is in it, and the chunk's length in terms.
 POSTING = np.dtype([("chunk", "<i8"), ("frequency", "<u2"), ("length", "<u4")])
+# Scores are rounded to this many decimals (see scores_of).
+SCORE_DECIMALS = 9
 _WRITE_BATCH = 1000
 _BLOCK_UPDATE = (
     "UPDATE knowledge_postingblock SET postings = %s, size = %s, first_chunk = %s, last_chunk = %s WHERE id = %s"
@@ -257,7 +259,7 @@ def collection_reindex(
         )
         cursor.execute("DELETE FROM knowledge_term WHERE collection_id = %s", [key])
     done, last = 0, 0
-    chunks = Chunk.objects.filter(collection=collection).order_by("id")
+    chunks = Chunk.objects.filter(collection_id=collection.pk).order_by("id")  # a migration passes a historical row
     while True:
         batch = list(chunks.filter(id__gt=last).values_list("id", "text")[:batch_size])
         if not batch:
@@ -345,9 +347,12 @@ def scores_of(weights: dict[int, float], length_factor: float) -> tuple[np.ndarr
         # Chunk ids of a collection are mostly dense: summing into an array over their range beats sorting.
         totals = np.bincount(chunks - low, weights=parts, minlength=span)
         present = np.flatnonzero(totals)
-        return present + low, totals[present]
-    unique, inverse = np.unique(chunks, return_inverse=True)
-    return unique, np.bincount(inverse, weights=parts)
+        chunk_ids, scores = present + low, totals[present]
+    else:
+        chunk_ids, inverse = np.unique(chunks, return_inverse=True)
+        scores = np.bincount(inverse, weights=parts)
+    # Rounded: chunks whose scores are equal but for the order the floats were summed in tie, and ties go by id.
+    return chunk_ids, np.round(scores, SCORE_DECIMALS)
 
 
 def _ranked(chunk_ids: np.ndarray[Any, Any], scores: np.ndarray[Any, Any], count: int) -> np.ndarray[Any, Any]:

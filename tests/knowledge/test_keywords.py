@@ -61,7 +61,8 @@ def brute_force_bm25(collections: list[Collection], query: str, limit: int) -> l
             scores[chunk_id] = scores.get(chunk_id, 0.0) + idf * tf * (k1 + 1) / (
                 tf + k1 * (1 - b + b * length / average)
             )
-    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    rounded = {chunk_id: round(score, keywords.SCORE_DECIMALS) for chunk_id, score in scores.items()}
+    return sorted(rounded.items(), key=lambda item: (-item[1], item[0]))[:limit]
 
 
 def assert_same_ranking(found: list[tuple[int, float]], expected: list[tuple[int, float]]) -> None:
