@@ -347,10 +347,11 @@ def scores_of(weights: dict[int, float], length_factor: float) -> tuple[np.ndarr
         # Chunk ids of a collection are mostly dense: summing into an array over their range beats sorting.
         totals = np.bincount(chunks - low, weights=parts, minlength=span)
         present = np.flatnonzero(totals)
-        chunk_ids, scores = present + low, totals[present]
+        chunk_ids: np.ndarray[Any, Any] = present + low
+        scores: np.ndarray[Any, Any] = totals[present]
     else:
-        chunk_ids, inverse = np.unique(chunks, return_inverse=True)
-        scores = np.bincount(inverse, weights=parts)
+        unique, inverse = np.unique(chunks, return_inverse=True)
+        chunk_ids, scores = unique, np.bincount(inverse, weights=parts)
     # Rounded: chunks whose scores are equal but for the order the floats were summed in tie, and ties go by id.
     return chunk_ids, np.round(scores, SCORE_DECIMALS)
 
