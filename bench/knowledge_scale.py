@@ -369,8 +369,8 @@ def analyze() -> None:
 
 def keyword_peer(collection: Any) -> Callable[[str], Any]:
     """The keyword peer: bm25s (BM25 as a sparse matrix in memory, exact) over the same chunks' terms, with
-    Lucene's formula, which is ours without the constant factor k1 + 1. Returns the top-10 scores of a query,
-    scaled by that factor, so they must equal the index's."""
+    Lucene's formula, which is ours without the constant factor k1 + 1. Returns the positive top-10 scores of a
+    query, scaled by that factor, so they must equal the index's."""
     import bm25s
 
     from knowledge import keywords
@@ -382,9 +382,32 @@ def keyword_peer(collection: Any) -> Callable[[str], Any]:
 
     def top_10_scores(query: str) -> Any:
         found = peer.retrieve([keywords.query_terms(query)], k=10, show_progress=False)
-        return found.scores[0] * (keywords.BM25_K1 + 1)
+        scores = found.scores[0] * (keywords.BM25_K1 + 1)
+        return scores[scores > 0]  # bm25s pads with chunks holding no query word; the index returns none
 
     return top_10_scores
+
+
+def keyword_timings(collection: Any, texts: list[str]) -> tuple[list[float], list[float], int]:
+    """Each query timed through bm25s (``keyword_peer``) and through the keyword index, in turn, after three to
+    warm both; and how many queries' top-10 scores the two agree on."""
+    import numpy as np
+
+    from knowledge import keywords
+
+    peer = keyword_peer(collection)
+    for text in texts[:3]:
+        peer(text)
+        keywords.search(collections=[collection], query=text, limit=10)
+    in_memory, indexed, same = [], [], 0
+    for text in texts:
+        ms, peer_scores = timed_ms(peer, text)
+        in_memory.append(ms)
+        ms, found = timed_ms(keywords.search, collections=[collection], query=text, limit=10)
+        indexed.append(ms)
+        scores = [score for _, score in found]
+        same += len(scores) == len(peer_scores) and bool(np.allclose(scores, peer_scores, rtol=1e-4))
+    return in_memory, indexed, same
 
 
 def scifact_queries(data: Path, count: int) -> list[str]:
@@ -411,7 +434,7 @@ def latency(collection: Any, texts: list[str]) -> dict[str, dict[str, Any]]:
     import numpy as np
     from django.db import connection
 
-    from knowledge import index, keywords
+    from knowledge import index
     from knowledge.embedders import get_embedder
     from knowledge.models import Chunk
     from knowledge.search import search
@@ -447,18 +470,7 @@ def latency(collection: Any, texts: list[str]) -> dict[str, dict[str, Any]]:
     matrix = matrix.astype(np.float32)
     row("NumPy exact, in memory (floor)", [timed_ms(top_10, matrix, vector)[0] for vector in vectors], exact_name)
 
-    peer = keyword_peer(collection)
-    for text in texts[:3]:
-        peer(text)
-        keywords.search(collections=[collection], query=text, limit=10)
-    in_memory, indexed, same = [], [], 0
-    for text in texts:
-        ms, peer_scores = timed_ms(peer, text)
-        in_memory.append(ms)
-        ms, found = timed_ms(keywords.search, collections=[collection], query=text, limit=10)
-        indexed.append(ms)
-        scores = [score for _, score in found]
-        same += len(scores) == len(peer_scores) and bool(np.allclose(scores, peer_scores, rtol=1e-4))
+    in_memory, indexed, same = keyword_timings(collection, texts)
     peer_name = "keyword exact, in memory (bm25s, peer)"
     row(peer_name, in_memory, peer_name)
     row("keyword index (keywords.search)", indexed, peer_name)
